@@ -1,0 +1,28 @@
+# unclip: the two commands a new user types are `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-slow lint demo clean-demo
+
+install: $(STAMP)
+
+# torch/torchvision are pinned to the builds this machine serves from disk; everything else from setup.cfg.
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# pytest exits 5 when it collects no tests: that is a failure, said out loud.
+test: install
+	@$(PY) -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
+
+test-slow: install
+	$(PY) -m pytest -m slow
+
+lint: install
+	$(PY) -m ruff check .

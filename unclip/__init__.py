@@ -1,0 +1,3 @@
+"""unclip: two-stage text-to-image generation in the manner of unCLIP (DALL-E 2)."""
+
+__version__ = "0.1.0"
