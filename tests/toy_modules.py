@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -27,14 +29,19 @@ class ToyData(pl.LightningDataModule):
 class ToyModule(pl.LightningModule):
     """Linear regression trained with SGD."""
 
-    def __init__(self, lr: float = 0.1) -> None:
+    def __init__(
+        self, lr: float = 0.1, nan_steps: tuple[int, ...] = (), sleep_per_step: float = 0.0
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.net = torch.nn.Linear(1, 1)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
         x, y = batch
+        time.sleep(self.hparams.sleep_per_step)  # makes a run long enough to be killed mid-way
         loss = torch.nn.functional.mse_loss(self.net(x).float(), y)
+        if self.global_step in self.hparams.nan_steps:
+            loss = loss * float("nan")  # fault injection for the non-finite guard
         self.log("train/loss", loss)
         return loss
 
