@@ -16,6 +16,8 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from unclip.config_check import check_config
+
 log = logging.getLogger(__name__)
 
 
@@ -58,6 +60,7 @@ def train(cfg: DictConfig, module_key: str) -> dict[str, float]:
     """Fit ``cfg[module_key]`` on ``cfg.data`` with the configured trainer; return final metrics."""
     if module_key not in cfg:
         raise KeyError(f"the config has no '{module_key}' section (the LightningModule to train)")
+    check_config(cfg)  # unknown keys, wrong types: fail before any data or model is touched
     if cfg.get("seed") is not None:
         pl.seed_everything(cfg.seed, workers=True)
 
