@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow lint demo clean-demo
+.PHONY: install test test-slow lint demo bench-env
 
 install: $(STAMP)
 
@@ -26,3 +26,13 @@ test-slow: install
 
 lint: install
 	$(PY) -m ruff check .
+
+# Peer implementations (dalle2-pytorch, diffusers) for the side-by-side benchmarks, in their own
+# venv because dalle2-pytorch pins open_clip_torch<3.
+BENCH_VENV ?= .venv-bench
+bench-env: $(BENCH_VENV)/.installed
+
+$(BENCH_VENV)/.installed: benchmarks/peers/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q -r benchmarks/peers/requirements.txt
+	touch $@

@@ -56,6 +56,13 @@ def test_runner_trains_checkpoints_and_resumes(tmp_path: Path) -> None:
     assert last.is_file()
     first = torch.load(last, weights_only=True)
     assert first["global_step"] == 8
+    final = torch.load(tmp_path / "run" / "checkpoints" / "final.ckpt", weights_only=True)
+    assert final["global_step"] == 8
+    # EMAWeightAveraging puts the averaged weights in state_dict and the raw ones beside them;
+    # final.ckpt carries the same averaged weights as the last training checkpoint
+    assert not torch.equal(first["state_dict"]["net.weight"],
+                           first["current_model_state"]["net.weight"])
+    assert torch.equal(final["state_dict"]["net.weight"], first["state_dict"]["net.weight"])
     assert "train/loss" in metrics
 
     # the same command with a larger budget continues from step 8 instead of starting over

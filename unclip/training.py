@@ -3,7 +3,9 @@
 Each entry point composes its Hydra config and calls :func:`train` with the root key that holds
 its LightningModule config (``clip``, ``prior`` or ``decoder``). Everything else is shared: seeds,
 the data module (``cfg.data``), callbacks (``cfg.callbacks``), loggers (``cfg.logger``), the
-Trainer (``cfg.trainer``) and resumption from the run directory's ``last.ckpt``.
+Trainer (``cfg.trainer``), resumption from the run directory's ``last.ckpt``, and a
+``final.ckpt`` written once training has run to its end (the file later stages and the demo
+look for).
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.trainer.states import TrainerStatus
 
 from unclip.config_check import check_config
 
 log = logging.getLogger(__name__)
+
+FINAL_CHECKPOINT = "final.ckpt"
 
 
 def instantiate_group(cfg: DictConfig | None, group: str) -> list[Any]:
@@ -81,6 +86,10 @@ def train(cfg: DictConfig, module_key: str) -> dict[str, float]:
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    if trainer.state.status == TrainerStatus.FINISHED and not trainer.interrupted:
+        final = Path(cfg.paths.output_dir) / "checkpoints" / FINAL_CHECKPOINT
+        trainer.save_checkpoint(final)  # atomic (temp file + rename); marks the run as complete
+        log.info("final checkpoint: %s", final)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     log.info("finished: %s", metrics)
     return metrics
