@@ -1,0 +1,1 @@
+"""Data: the shapes generator (``unclip.data.shapes``) and webdataset DataModules."""

@@ -1,0 +1,166 @@
+"""``EmbeddingDataModule``: precomputed CLIP embeddings for the prior (and the decoder).
+
+Shard layout (docs/interfaces.md, written by ``unclip.data.precompute``): per sample
+``img_emb.npy`` float32 (D,), ``txt_emb.npy`` float32 (D,), ``txt_tokens.npy`` float16 (L, W),
+``txt_mask.npy`` bool (L,), ``txt``, ``json``, optionally ``png``; beside the shards
+``stats.json`` and ``clip_identity.json``.
+
+Batch: ``image_emb`` (B, D), ``text_emb`` (B, D), ``text_tokens`` (B, L, W) float32,
+``text_mask`` (B, L) bool, ``caption`` list[str], ``key`` list[str], ``meta`` list[dict], and
+``image`` (B, 3, H, W) in [-1, 1] when ``with_images``.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import torch
+
+from .datamodule import Pattern, ShardDataModule
+from .image_caption import read_caption, read_meta
+from .robust import SkipSample
+from .shards import read_sidecar, shard_directory
+from .transforms import images_to_tensor, load_image
+
+ARRAYS: dict[str, str] = {  # batch key -> file extension
+    "image_emb": "img_emb.npy",
+    "text_emb": "txt_emb.npy",
+    "text_tokens": "txt_tokens.npy",
+    "text_mask": "txt_mask.npy",
+}
+
+
+def read_array(sample: dict, extension: str) -> np.ndarray:
+    """A ``.npy`` member; ``SkipSample`` when missing or not a plain array file."""
+    if extension not in sample:
+        raise SkipSample("missing_embedding", f"no .{extension} file")
+    try:
+        return np.load(io.BytesIO(sample[extension]), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise SkipSample("invalid_array", f".{extension}: {err!r}") from err
+
+
+class EmbeddingDecoder:
+    """Raw sample -> tensors, checking every sample's shapes against the first one's (per
+    worker) or against ``embed_dim``, so a batch always stacks."""
+
+    def __init__(self, with_images: bool = False, resolution: int = 64,
+                 embed_dim: int | None = None) -> None:
+        self.with_images = with_images
+        self.resolution = resolution
+        self.embed_dim = embed_dim
+        self.shapes: dict[str, tuple[int, ...]] | None = None
+
+    def __call__(self, sample: dict) -> dict:
+        arrays = {key: read_array(sample, ext) for key, ext in ARRAYS.items()}
+        self._check(arrays)
+        out = {
+            **arrays,  # numpy until collation: one batched conversion is much cheaper
+            "caption": read_caption(sample),
+            "key": sample["__key__"],
+            "meta": read_meta(sample),
+        }
+        if self.with_images:
+            out["image"] = load_image(sample, self.resolution)
+        return out
+
+    def _check(self, arrays: dict[str, np.ndarray]) -> None:
+        for key, array in arrays.items():
+            if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+                raise SkipSample("invalid_array", f"{key} has dtype {array.dtype}")
+        shapes = {key: tuple(a.shape) for key, a in arrays.items()}
+        ranks = {"image_emb": 1, "text_emb": 1, "text_tokens": 2, "text_mask": 1}
+        wrong = [f"{k} has shape {shapes[k]}" for k, r in ranks.items() if len(shapes[k]) != r]
+        if wrong:
+            raise SkipSample("invalid_array", "; ".join(wrong))
+        dim = self.embed_dim or shapes["image_emb"][0]
+        if shapes["image_emb"] != (dim,) or shapes["text_emb"] != (dim,):
+            raise SkipSample("invalid_array", f"embeddings {shapes['image_emb']} and "
+                             f"{shapes['text_emb']}, expected ({dim},)")
+        if shapes["text_mask"][0] != shapes["text_tokens"][0]:
+            raise SkipSample("invalid_array", f"mask {shapes['text_mask']} does not match "
+                             f"tokens {shapes['text_tokens']}")
+        if self.shapes is not None and shapes != self.shapes:
+            raise SkipSample("invalid_array", f"shapes {shapes} differ from earlier samples' "
+                             f"{self.shapes}")
+        self.shapes = shapes
+
+
+_DTYPES = {"image_emb": np.float32, "text_emb": np.float32, "text_tokens": np.float32,
+           "text_mask": np.bool_}
+
+
+def collate_embeddings(samples: list[dict]) -> dict:
+    """Stack arrays into tensors (float32 embeddings and tokens, bool mask, images in [-1, 1]);
+    keep captions, keys and metadata as lists."""
+    batch = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        if key in _DTYPES:
+            batch[key] = torch.from_numpy(np.stack(values).astype(_DTYPES[key], copy=False))
+        elif key == "image":
+            batch[key] = images_to_tensor(values)
+        else:
+            batch[key] = values
+    return batch
+
+
+class EmbeddingDataModule(ShardDataModule):
+    """Batches of precomputed CLIP embeddings from shards (see the module docstring).
+
+    ``with_images`` also decodes the ``png`` (for the decoder) at ``resolution``; ``embed_dim``
+    pins the embedding width (default: the first sample's). ``stats`` and ``clip_identity`` read
+    the precompute step's ``stats.json`` and ``clip_identity.json`` beside the train shards.
+    See :class:`~unclip.data.datamodule.ShardDataModule` for the other arguments.
+    """
+
+    def __init__(
+        self,
+        train_shards: Pattern | None = None,
+        val_shards: Pattern | None = None,
+        test_shards: Pattern | None = None,
+        batch_size: int = 256,
+        val_batch_size: int | None = None,
+        num_workers: int = 2,
+        shuffle_buffer: int = 5000,
+        resampled: bool = False,
+        epoch_length: int | None = None,
+        persistent_workers: bool = False,
+        pin_memory: bool = False,
+        prefetch_factor: int | None = None,
+        seed: int = 0,
+        with_images: bool = False,
+        resolution: int = 64,
+        embed_dim: int | None = None,
+    ) -> None:
+        super().__init__(
+            train_shards, val_shards, test_shards, batch_size, val_batch_size, num_workers,
+            shuffle_buffer, resampled, epoch_length, persistent_workers, pin_memory,
+            prefetch_factor, seed,
+        )
+        self.with_images = with_images
+        self.resolution = resolution
+        self.embed_dim = embed_dim
+        self.save_hyperparameters()
+
+    def make_decoder(self, stage: str) -> EmbeddingDecoder:
+        return EmbeddingDecoder(self.with_images, self.resolution, self.embed_dim)
+
+    def make_collate(self, stage: str):
+        return collate_embeddings
+
+    def sidecar(self, name: str, stage: str = "train") -> dict | None:
+        """A JSON file written beside the ``stage`` shards (local shards in one directory)."""
+        directory = shard_directory(self.shard_urls(stage))
+        return read_sidecar(directory, name) if directory is not None else None
+
+    @property
+    def stats(self) -> dict | None:
+        """The precompute step's embedding statistics (``stats.json``), if found."""
+        return self.sidecar("stats.json")
+
+    @property
+    def clip_identity(self) -> dict | None:
+        """The CLIP identity the embeddings were computed with (``clip_identity.json``)."""
+        return self.sidecar("clip_identity.json")
