@@ -1,0 +1,107 @@
+"""Classifier-free guidance as a model wrapper, and thresholding of the x0 prediction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+THRESHOLDS = ("static", "dynamic")
+
+
+class ClassifierFreeGuidance:
+    """``model'(x, t, **cond) = uncond + scale (cond - uncond)`` (2207.12598 eq. 6, scale = 1 + w).
+
+    Both halves run in ONE batched forward: inputs are concatenated ``[x; x]`` and the second half
+    gets ``cond_drop=True`` (the network's learned null condition, see docs/interfaces.md). The
+    combination is applied to the raw network output; since eps, x0 and v are affine in one
+    another at fixed ``x_t``, guiding any of them is the same guidance. ``scale == 1`` runs the
+    conditional half only and ``scale == 0`` the unconditional half only.
+    """
+
+    def __init__(self, model: Callable[..., torch.Tensor], scale: float) -> None:
+        self.model = model
+        self.scale = float(scale)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, **cond: Any) -> torch.Tensor:
+        if self.scale == 1.0:
+            return self.model(x, t, **cond)
+        batch = x.shape[0]
+        given_drop = cond.pop("cond_drop", None)
+        if given_drop is None:
+            given_drop = torch.zeros(batch, dtype=torch.bool, device=x.device)
+        null_drop = torch.ones(batch, dtype=torch.bool, device=x.device)
+        if self.scale == 0.0:
+            return self.model(x, t, cond_drop=null_drop, **cond)
+        doubled = {key: _double(key, value, batch) for key, value in cond.items()}
+        out = self.model(
+            torch.cat([x, x]), torch.cat([t, t]),
+            cond_drop=torch.cat([given_drop.to(x.device, torch.bool), null_drop]), **doubled,
+        )
+        cond_out, uncond_out = out.chunk(2)
+        return uncond_out + self.scale * (cond_out - uncond_out)
+
+
+def _double(key: str, value: Any, batch: int) -> Any:
+    """Repeat a batch-first tensor condition for the unconditional half; pass None through."""
+    if value is None:
+        return None
+    if not isinstance(value, torch.Tensor) or value.ndim == 0 or value.shape[0] != batch:
+        raise ValueError(
+            f"condition {key!r} must be a tensor with batch size {batch} as first dim (or None) "
+            "for classifier-free guidance"
+        )
+    return torch.cat([value, value])
+
+
+def static_threshold(x0: torch.Tensor) -> torch.Tensor:
+    """Clip the x0 prediction to the data range [-1, 1] (Imagen 2205.11487 sec. 2.3)."""
+    return x0.clamp(-1.0, 1.0)
+
+
+def dynamic_threshold(x0: torch.Tensor, ratio: float = 0.995) -> torch.Tensor:
+    """Imagen's dynamic thresholding (2205.11487 sec. 2.3).
+
+    Per sample, ``s`` is the ``ratio`` quantile of ``|x0|``; where ``s > 1`` the prediction is
+    clipped to [-s, s] and divided by s, otherwise clipped to [-1, 1].
+    """
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"dynamic threshold ratio must be in (0, 1], got {ratio}")
+    flat = x0.float().flatten(1)
+    s = torch.quantile(flat.abs(), ratio, dim=1).clamp(min=1.0)[:, None]
+    return (flat.clamp(-s, s) / s).reshape(x0.shape).to(x0.dtype)
+
+
+def apply_threshold(x0: torch.Tensor, threshold: str | None, ratio: float = 0.995) -> torch.Tensor:
+    """Apply ``threshold`` (None, ``"static"`` or ``"dynamic"``) to an x0 prediction."""
+    if threshold is None:
+        return x0
+    if threshold == "static":
+        return static_threshold(x0)
+    check_threshold(threshold)
+    return dynamic_threshold(x0, ratio)
+
+
+def check_threshold(threshold: str | None) -> None:
+    """Raise a ValueError listing the choices if ``threshold`` is not None/static/dynamic."""
+    if threshold is not None and threshold not in THRESHOLDS:
+        raise ValueError(
+            f"unknown threshold {threshold!r}; choose None or one of {', '.join(THRESHOLDS)}"
+        )
+
+
+def guided(model: Callable[..., torch.Tensor], scale: float) -> Callable[..., torch.Tensor]:
+    """``model`` itself for ``scale == 1``, else its classifier-free-guidance wrapper."""
+    return model if scale == 1.0 else ClassifierFreeGuidance(model, scale)
+
+
+__all__ = [
+    "THRESHOLDS",
+    "ClassifierFreeGuidance",
+    "apply_threshold",
+    "check_threshold",
+    "dynamic_threshold",
+    "guided",
+    "static_threshold",
+]
