@@ -189,10 +189,11 @@ class PriorTransformer(nn.Module):
         exact, since padding is never attended to and the fixed tokens follow the text.
         """
         self._check_inputs(x_t, t, text_emb, text_tokens, text_mask, cond_drop)
-        tokens, mask, emb, _ = self.cond(text_emb, text_tokens, text_mask, cond_drop)
-        real = mask.any(0).nonzero()
+        real = text_mask.any(0).nonzero()
         length = int(real.max()) + 1 if real.numel() else 1
-        tokens, mask = tokens[:, :length], mask[:, :length]
+        tokens, mask, emb, _ = self.cond(
+            text_emb, text_tokens[:, :length], text_mask[:, :length], cond_drop
+        )
 
         dtype = tokens.dtype
         fixed = torch.stack(

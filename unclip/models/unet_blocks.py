@@ -82,9 +82,8 @@ class ResBlock(nn.Module):
         self.norm2 = group_norm(out_channels, groups)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = zero_module(nn.Conv2d(out_channels, out_channels, 3, padding=1))
-        self.skip = (
-            nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
-        )
+        same = in_channels == out_channels
+        self.skip = nn.Identity() if same else nn.Conv2d(in_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = F.silu(self.norm1(x))
@@ -107,7 +106,11 @@ class AttentionBlock(nn.Module):
     """
 
     def __init__(
-        self, channels: int, head_channels: int = 64, context_dim: int | None = None, groups: int = 32
+        self,
+        channels: int,
+        head_channels: int = 64,
+        context_dim: int | None = None,
+        groups: int = 32,
     ) -> None:
         super().__init__()
         if channels % head_channels:

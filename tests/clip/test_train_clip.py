@@ -1,0 +1,127 @@
+"""train_clip through Hydra: a few CPU steps of the tiny CLIP on real shapes shards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import open_clip
+import pytest
+import torch
+
+from unclip.clip import FrozenCLIP
+from unclip.lit.clip import CLIPModule
+from unclip.training import train
+
+
+def tiny_overrides(shapes: Path, export: Path) -> list[str]:
+    return [
+        f"data.train_shards='{shapes}/train/*.tar'",
+        f"data.val_shards='{shapes}/val/*.tar'",
+        "data.test_shards=null",
+        "data.batch_size=16",
+        "data.num_workers=0",
+        "data.persistent_workers=false",
+        "data.shuffle_buffer=16",
+        "clip.model_name=tiny-clip",
+        f"clip.export_path={export}",
+        "trainer.max_steps=2",
+        "trainer.val_check_interval=2",
+        "+trainer.limit_val_batches=1",
+        "trainer.log_every_n_steps=1",
+        "callbacks.model_checkpoint.every_n_train_steps=2",
+        "callbacks.progress_bar.refresh_rate=0",
+        "logger=csv",
+    ]
+
+
+def test_train_clip_checkpoint_loads_in_open_clip_and_frozen_clip(
+    hydra_cfg, shapes_dir: Path, tmp_path: Path
+) -> None:
+    export = tmp_path / "released" / "clip.pt"
+    cfg = hydra_cfg("train_clip", tiny_overrides(shapes_dir, export))
+    metrics = train(cfg, "clip")
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+    for task in ("color_shape", "position", "relation"):
+        assert 0.0 <= metrics[f"val/zero_shot/{task}"] <= 1.0
+    assert "val/loss" in metrics
+
+    ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    saved = torch.load(ckpt, weights_only=True)  # plain containers only
+    assert saved["hyper_parameters"]["model_name"] == "tiny-clip"
+    assert saved["global_step"] == 2
+
+    # the released file and the Lightning checkpoint both load through open_clip itself
+    released, _, preprocess = open_clip.create_model_and_transforms(
+        "tiny-clip", pretrained=str(export))
+    from_ckpt = open_clip.create_model("tiny-clip", pretrained=str(ckpt))
+    trained = CLIPModule.load_from_checkpoint(ckpt, weights_only=True)
+    assert trained.hparams.model_cfg == saved["hyper_parameters"]["model_cfg"]
+    for name, value in trained.module.state_dict().items():
+        torch.testing.assert_close(released.state_dict()[name], value)
+        torch.testing.assert_close(from_ckpt.state_dict()[name], value)
+
+    clip = FrozenCLIP("tiny-clip", pretrained=str(export))
+    assert clip.identity["pretrained"] == "file"
+    tokens, _ = clip.tokenize(["a red circle"])
+    torch.testing.assert_close(clip.encode_text(["a red circle"]).pooled,
+                               released.eval().encode_text(tokens))
+
+
+def test_training_moves_weights_and_clamps_temperature(shapes_dir: Path) -> None:
+    """One optimisation step through the module's own hooks."""
+    torch.manual_seed(0)
+    module = CLIPModule(model_name="tiny-clip", lr=1e-2, max_logit_scale=10.0,
+                        mirror_fraction=0.25)
+    import webdataset as wds
+
+    samples = list(wds.WebDataset(str(shapes_dir / "train" / "shapes-000000.tar"),
+                                  shardshuffle=False).decode("torchrgb"))
+    batch = {"image": torch.stack([s["png"] * 2 - 1 for s in samples]),
+             "caption": [s["txt"] for s in samples], "meta": [s["json"] for s in samples]}
+    optimizer = module.configure_optimizers()
+    before = {k: v.clone() for k, v in module.module.state_dict().items()}
+    loss = module.training_step(batch, 0)
+    assert loss.ndim == 0 and loss > 0
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        module.module.logit_scale.fill_(5.0)
+    module.on_train_batch_end(None, batch, 0)
+    assert module.module.logit_scale.item() == pytest.approx(torch.log(torch.tensor(10.0)))
+    moved = [k for k, v in module.module.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("visual.") for k in moved) and any(k.startswith("transformer.")
+                                                              for k in moved)
+
+
+def test_weight_decay_groups() -> None:
+    module = CLIPModule(model_name="tiny-clip", weight_decay=0.2)
+    optimizer = module.configure_optimizers()
+    no_decay, decay = optimizer.param_groups
+    names = {id(p): n for n, p in module.module.named_parameters()}
+    assert {names[id(p)] for p in no_decay["params"]} >= {
+        "logit_scale", "ln_final.weight", "ln_final.bias", "visual.class_embedding"}
+    assert {names[id(p)] for p in decay["params"]} >= {"visual.conv1.weight", "text_projection"}
+    assert all(p.ndim >= 2 for p in decay["params"]) and decay["weight_decay"] == 0.2
+    assert no_decay["weight_decay"] == 0.0
+    assert len(no_decay["params"]) + len(decay["params"]) == len(names)
+
+
+def test_checkpoint_config_registers_an_unknown_name(tmp_path: Path) -> None:
+    """A checkpoint of a custom architecture rebuilds where its JSON was never registered."""
+    cfg = open_clip.get_model_config("tiny-clip")
+    cfg["embed_dim"] = 24
+    module = CLIPModule(model_name="ckpt-only-clip", model_cfg=cfg)
+    assert module.module.text_projection.shape[-1] == 24
+    with pytest.raises(ValueError, match="registered with another config"):
+        CLIPModule(model_name="tiny-clip", model_cfg=cfg)
+
+
+def test_unknown_architecture_is_named() -> None:
+    with pytest.raises(ValueError, match="unknown open_clip model 'tiny-clipp'"):
+        CLIPModule(model_name="tiny-clipp")
+
+
+def test_clip_lr_is_a_root_level_override(hydra_cfg) -> None:
+    cfg = hydra_cfg("train_clip", ["clip.lr=5e-4"])
+    assert cfg.clip.lr == 5e-4 and cfg.clip.scheduler.max_lr == 5e-4
+    assert cfg.clip._target_ == "unclip.lit.clip.CLIPModule"

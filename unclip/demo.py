@@ -1,0 +1,133 @@
+"""The main job: train and evaluate the whole unCLIP stack on shapes, one stage after another.
+
+``python -m unclip.demo [--preset shapes_quick] [--fresh]`` runs every stage through its real
+entry point (Hydra experiment ``experiment=<preset>``), skips stages whose outputs already exist,
+and prints each stage's wall time and the evaluation summary. Ctrl-C stops the running stage
+with SIGTERM, which saves its ``last.ckpt``; running the same command again resumes there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Stage:
+    """One step of the demo: a command and the file whose existence means it is done."""
+
+    name: str
+    command: list[str]
+    done: Path
+    describe: Callable[[], str] = field(default=lambda: "")
+
+
+def stages(preset: str, data_dir: Path, log_dir: Path) -> list[Stage]:
+    """The demo's stages for ``preset`` (an experiment name under configs/experiment/)."""
+    py = sys.executable
+    run = f"run_name={preset}"
+    exp = f"experiment={preset}"
+    clip_ckpt = data_dir / "clip" / f"{preset}_clip.pt"
+    emb_dir = data_dir / "embeddings" / preset
+    prior_dir = log_dir / "train_prior" / preset
+    decoder_dir = log_dir / "train_decoder" / preset
+    upsampler_dir = log_dir / "train_decoder" / f"{preset}_upsampler"
+    sample_dir = log_dir / "sample" / preset
+    eval_dir = log_dir / "evaluate" / preset
+    return [
+        Stage("data", [py, "-m", "unclip.data.shapes", "--preset", preset,
+                       "--out", str(data_dir / "shapes")],
+              data_dir / "shapes" / "test" / "info.json"),
+        Stage("clip", [py, "train_clip.py", exp, run, f"clip.export_path={clip_ckpt}"], clip_ckpt),
+        Stage("precompute", [py, "-m", "unclip.data.precompute", exp, f"clip_path={clip_ckpt}",
+                             f"out_dir={emb_dir}"], emb_dir / "test" / "stats.json"),
+        Stage("prior", [py, "train_prior.py", exp, run], prior_dir / "checkpoints" / "final.ckpt"),
+        Stage("decoder", [py, "train_decoder.py", exp, run],
+              decoder_dir / "checkpoints" / "final.ckpt"),
+        Stage("upsampler", [py, "train_decoder.py", f"experiment={preset}_upsampler",
+                            f"run_name={preset}_upsampler"],
+              upsampler_dir / "checkpoints" / "final.ckpt"),
+        Stage("sample", [py, "sample.py", exp, run], sample_dir / "run.json"),
+        Stage("evaluate", [py, "evaluate.py", exp, run], eval_dir / "results.json"),
+    ]
+
+
+def run_stage(stage: Stage) -> float:
+    """Run one stage in its own process group; Ctrl-C becomes SIGTERM (checkpoint, clean exit)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(stage.command, cwd=ROOT, start_new_session=True)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:
+        print(f"\n[demo] stopping stage '{stage.name}' (SIGTERM: it saves its last checkpoint)")
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+        print("[demo] stopped. Run the same command again to resume.")
+        raise SystemExit(130) from None
+    if code != 0:
+        raise SystemExit(f"[demo] stage '{stage.name}' failed (exit {code}): "
+                         f"{' '.join(stage.command)}")
+    if not stage.done.exists():
+        raise SystemExit(f"[demo] stage '{stage.name}' finished but did not write {stage.done}")
+    return time.monotonic() - start
+
+
+def summary(times: dict[str, float | None], eval_json: Path, sample_dir: Path) -> str:
+    """The table printed at the end: stage wall times, evaluation results, where things are."""
+    lines = ["", "== unclip demo ==", f"{'stage':<12}{'wall time':>12}"]
+    for name, seconds in times.items():
+        lines.append(f"{name:<12}{'(reused)' if seconds is None else f'{seconds:8.1f} s':>12}")
+    total = sum(s for s in times.values() if s)
+    lines.append(f"{'total':<12}{total:8.1f} s")
+    if eval_json.is_file():
+        results = json.loads(eval_json.read_text())
+        lines.append("")
+        lines.append(results.get("table", json.dumps(results, indent=2)))
+    lines += ["", f"samples and grid: {sample_dir}", f"evaluation: {eval_json.parent}",
+              "checkpoints and W&B offline runs: logs/<stage>/<run>/"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="shapes_quick",
+                        help="experiment config under configs/experiment/ (default shapes_quick)")
+    parser.add_argument("--fresh", action="store_true",
+                        help="delete this preset's runs and embeddings first (data is kept)")
+    parser.add_argument("--only", nargs="*", help="run only these stages")
+    args = parser.parse_args(argv)
+
+    data_dir, log_dir = ROOT / "data", ROOT / "logs"
+    plan = stages(args.preset, data_dir, log_dir)
+    if args.fresh:
+        for path in [data_dir / "embeddings" / args.preset, data_dir / "clip"]:
+            shutil.rmtree(path, ignore_errors=True)
+        for task in ["train_clip", "train_prior", "train_decoder", "sample", "evaluate"]:
+            for run in (log_dir / task).glob(f"{args.preset}*"):
+                shutil.rmtree(run, ignore_errors=True)
+    times: dict[str, float | None] = {}
+    for stage in plan:
+        if args.only and stage.name not in args.only:
+            continue
+        if stage.done.exists():
+            print(f"[demo] {stage.name}: reusing {stage.done}")
+            times[stage.name] = None
+            continue
+        print(f"[demo] {stage.name}: {' '.join(stage.command)}", flush=True)
+        times[stage.name] = run_stage(stage)
+    print(summary(times, log_dir / "evaluate" / args.preset / "results.json",
+                  log_dir / "sample" / args.preset))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,230 @@
+"""LightningModule training an open_clip CLIP on image-caption shards (the domain CLIP).
+
+The model is any open_clip architecture (``open_clip.create_model``), trained with open_clip's
+own ``ClipLoss`` (gathered across ranks under DDP) and logit-scale clamp. Images arrive in the
+project convention and go through :func:`unclip.clip.preprocess_images`, the preprocessing
+``FrozenCLIP`` applies later, so train and use see the same input.
+
+The open_clip model is the attribute ``module``: Lightning checkpoints then hold
+``state_dict = {"module.<open_clip key>": ...}``, a layout open_clip's own loader accepts
+(it strips a ``module.`` prefix), so ``open_clip.create_model_and_transforms(name,
+pretrained="last.ckpt")`` works on them too. At the end of training the weights are also
+released as a plain open_clip state dict at ``export_path``.
+
+Validation logs the contrastive loss and, on shapes data, zero-shot attribute accuracy
+(``val/zero_shot/{color_shape,position,relation}``; :mod:`unclip.clip.zero_shot`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import open_clip
+import pytorch_lightning as pl
+import torch
+from torchmetrics import MeanMetric
+
+from unclip.checkpoint import atomic_write
+from unclip.clip.mirror import mirror_pairs
+from unclip.clip.model_configs import model_config as registered_config
+from unclip.clip.model_configs import (
+    register_config_dict,
+    register_config_file,
+    register_project_configs,
+)
+from unclip.clip.preprocess import preprocess_images
+from unclip.clip.tokenize import tokenize
+from unclip.clip.zero_shot import TASKS, zero_shot_correct
+
+log = logging.getLogger(__name__)
+
+MODULE_PREFIX = "module."
+
+
+def open_clip_state_dict(lightning_state_dict: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The open_clip state dict inside a ``CLIPModule`` state dict (strips ``module.``)."""
+    return {
+        k[len(MODULE_PREFIX) :]: v.detach().cpu().clone()
+        for k, v in lightning_state_dict.items()
+        if k.startswith(MODULE_PREFIX)
+    }
+
+
+class CLIPModule(pl.LightningModule):
+    """Contrastive training of an open_clip CLIP.
+
+    Args:
+        model_name: open_clip architecture (built in, or a project config such as
+            ``shapes-clip``).
+        model_config: path of an open_clip model-config JSON of your own (registered under its
+            file stem, which then is the model name).
+        model_cfg: the config itself, as checkpoints store it (registered under ``model_name``
+            when that name is unknown, so a checkpoint reloads on another machine).
+        pretrained: open_clip tag or weights file to start from (null: random init).
+        lr: peak learning rate, passed to ``optimizer``.
+        optimizer, scheduler: ``_partial_`` factories (``(params, lr=) -> optimizer``,
+            ``optimizer -> LR scheduler`` stepped every step).
+        weight_decay: decay of matrices; gains, biases and the logit scale are not decayed
+            (open_clip's ``main.py`` convention).
+        mirror_fraction: share of each batch replaced by mirrored copies with swapped spatial
+            words (:mod:`unclip.clip.mirror`); 0 turns it off.
+        max_logit_scale: the learned temperature is clamped to ``[0, ln max_logit_scale]``.
+        export_path: where the trained weights are released as a plain open_clip state dict
+            (null: not released).
+        zero_shot: compute shapes zero-shot accuracy in validation (needs shapes ``meta``).
+    """
+
+    def __init__(
+        self,
+        model_name: str | None = "shapes-clip",
+        model_config: str | None = None,
+        model_cfg: dict[str, Any] | None = None,
+        pretrained: str | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 0.1,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
+        mirror_fraction: float = 0.0,
+        max_logit_scale: float = 100.0,
+        export_path: str | None = None,
+        zero_shot: bool = True,
+    ) -> None:
+        super().__init__()
+        register_project_configs()
+        if model_config is not None:
+            stem = register_config_file(model_config)
+            if model_name not in (None, stem):
+                raise ValueError(
+                    f"clip.model_name={model_name!r} disagrees with clip.model_config "
+                    f"{model_config} (registered as {stem!r})"
+                )
+            model_name = stem
+        if model_name is None:
+            raise ValueError("CLIPModule needs clip.model_name or clip.model_config")
+        if model_cfg is not None:
+            register_config_dict(model_name, dict(model_cfg))
+        if not 0.0 <= mirror_fraction <= 0.5:
+            raise ValueError(f"clip.mirror_fraction must be in [0, 0.5], got {mirror_fraction}")
+        self.save_hyperparameters(
+            {
+                "model_name": model_name,
+                "model_cfg": registered_config(model_name),
+                "pretrained": pretrained,
+                "lr": float(lr),
+                "weight_decay": float(weight_decay),
+                "mirror_fraction": float(mirror_fraction),
+                "max_logit_scale": float(max_logit_scale),
+                "export_path": export_path,
+                "zero_shot": bool(zero_shot),
+            }
+        )
+        self.module = open_clip.create_model(model_name, pretrained=pretrained, output_dict=True)
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self.preprocess_cfg = dict(open_clip.get_model_preprocess_cfg(self.module))
+        self.context_length = int(self.module.context_length)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.loss_fn = self._make_loss(rank=0, world_size=1)
+        self.val_loss = MeanMetric()
+        self.val_zero_shot = torch.nn.ModuleDict({task: MeanMetric() for task in TASKS})
+
+    # ----------------------------------------------------------------- training
+    def setup(self, stage: str) -> None:
+        """open_clip's loss gathers features across ranks itself (all negatives, local grads)."""
+        if self.trainer is not None and self.trainer.world_size > 1:
+            self.loss_fn = self._make_loss(self.trainer.global_rank, self.trainer.world_size)
+
+    def _make_loss(self, rank: int, world_size: int) -> torch.nn.Module:
+        """open_clip's loss for the model: ``SigLipLoss`` with a logit bias, else ``ClipLoss``."""
+        if getattr(self.module, "logit_bias", None) is not None:
+            return open_clip.SigLipLoss(rank=rank, world_size=world_size)
+        return open_clip.ClipLoss(
+            local_loss=world_size > 1, gather_with_grad=world_size > 1,
+            rank=rank, world_size=world_size,
+        )
+
+    def _loss(self, images: torch.Tensor, captions: list[str]) -> torch.Tensor:
+        tokens, _ = tokenize(self.tokenizer, captions, self.context_length)
+        out = self.module(preprocess_images(images, self.preprocess_cfg), tokens.to(self.device))
+        return self.loss_fn(**{k: v.float() for k, v in out.items()})
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        images, captions = batch["image"], list(batch["caption"])
+        if self.hparams.mirror_fraction > 0:
+            images, captions = mirror_pairs(
+                images, captions, batch.get("meta"), self.hparams.mirror_fraction
+            )
+        loss = self._loss(images, captions)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(captions))
+        self.log("train/logit_scale", self.module.logit_scale.detach().exp(),
+                 batch_size=len(captions))
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Clamp the temperature after each step, as open_clip's training loop does."""
+        with torch.no_grad():
+            self.module.logit_scale.clamp_(0, math.log(self.hparams.max_logit_scale))
+
+    # ---------------------------------------------------------------- validation
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        images, captions = batch["image"], list(batch["caption"])
+        self.val_loss.update(self._loss(images, captions), weight=len(captions))
+        metas = batch.get("meta")
+        if not self.hparams.zero_shot or not metas or not any(m.get("objects") for m in metas):
+            return
+        image_emb = self.module.encode_image(preprocess_images(images, self.preprocess_cfg))
+        correct = zero_shot_correct(image_emb, metas, self._encode_prompts)
+        for task, right in correct.items():
+            if right.numel():
+                self.val_zero_shot[task].update(right.float().to(self.device))
+
+    def _encode_prompts(self, prompts: list[str]) -> torch.Tensor:
+        tokens, _ = tokenize(self.tokenizer, prompts, self.context_length)
+        return self.module.encode_text(tokens.to(self.device))
+
+    def on_validation_epoch_end(self) -> None:
+        if self.val_loss.update_count:
+            self.log("val/loss", self.val_loss.compute(), prog_bar=True)
+        self.val_loss.reset()
+        for task, metric in self.val_zero_shot.items():
+            if metric.update_count:
+                self.log(f"val/zero_shot/{task}", metric.compute(), prog_bar=True)
+            metric.reset()
+
+    # ----------------------------------------------------------------- optimiser
+    def configure_optimizers(self) -> Any:
+        decay, no_decay = [], []
+        for name, p in self.module.named_parameters():
+            if not p.requires_grad:
+                continue
+            exclude = p.ndim < 2 or "bn" in name or "ln" in name or "bias" in name \
+                or "logit_scale" in name
+            (no_decay if exclude else decay).append(p)
+        groups = [
+            {"params": no_decay, "weight_decay": 0.0},
+            {"params": decay, "weight_decay": self.hparams.weight_decay},
+        ]
+        factory = self.optimizer_factory or torch.optim.AdamW
+        optimizer = factory(groups, lr=self.hparams.lr)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        schedule = {"scheduler": scheduler, "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
+
+    # ------------------------------------------------------------------- release
+    def export(self, path: str | Path) -> Path:
+        """Write the weights as a plain open_clip state dict (``pretrained=<path>`` loads it)."""
+        state = open_clip_state_dict(self.state_dict())
+        return atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+    def on_train_end(self) -> None:
+        path = self.hparams.export_path
+        if not path or self.trainer.fast_dev_run or self.trainer.global_rank != 0:
+            return
+        written = self.export(path)
+        log.info("released the CLIP weights (open_clip state dict) at %s", written)

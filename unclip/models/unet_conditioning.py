@@ -1,0 +1,179 @@
+"""Conditioning of the unCLIP decoder: CLIP image embedding and optional caption tokens.
+
+unCLIP (2204.06125 sec. 2.1): the CLIP image embedding is projected and added to the timestep
+embedding, and projected into ``K = 4`` extra context tokens that the attention layers attend
+to, next to the (optional) caption token encodings. For classifier-free guidance the image
+embedding is replaced by a learned null 10% of the time and the caption 50% of the time
+(independently); ``cond_drop`` forces both to the null for chosen rows.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from unclip.models.layers import drop_mask
+
+
+class Conditioning(NamedTuple):
+    """What the U-Net receives: an additive embedding and attention context (or ``None``)."""
+
+    emb: torch.Tensor | None  # (B, emb_dim) added to the timestep embedding
+    context: torch.Tensor | None  # (B, L, context_dim)
+    context_mask: torch.Tensor | None  # (B, L) bool, True = real token
+
+
+class DecoderConditioner(nn.Module):
+    """Maps ``(image_emb, text_tokens, text_mask, cond_drop)`` to a :class:`Conditioning`.
+
+    Args:
+        emb_dim: width of the U-Net's timestep embedding.
+        context_dim: width of the context tokens the attention layers read.
+        image_emb_dim: CLIP image embedding width ``D``; ``None`` disables image conditioning.
+        num_image_tokens: ``K``, the context tokens projected from the image embedding.
+        text_token_dim: CLIP token encoding width ``W``; ``None`` disables caption conditioning.
+        image_drop_prob, text_drop_prob: training-time null probabilities (paper: 0.1, 0.5).
+        normalize_image_emb: L2-normalise the image embedding first, so the decoder sees only its
+            direction (CLIP's geometry; the prior's inverse normalisation returns unit vectors).
+    """
+
+    def __init__(
+        self,
+        emb_dim: int,
+        context_dim: int,
+        image_emb_dim: int | None = None,
+        num_image_tokens: int = 4,
+        text_token_dim: int | None = None,
+        image_drop_prob: float = 0.1,
+        text_drop_prob: float = 0.5,
+        normalize_image_emb: bool = True,
+    ) -> None:
+        super().__init__()
+        for name, p in (("image_drop_prob", image_drop_prob), ("text_drop_prob", text_drop_prob)):
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {p}")
+        if num_image_tokens < 0:
+            raise ValueError(f"num_image_tokens must be >= 0, got {num_image_tokens}")
+        self.image_emb_dim, self.text_token_dim = image_emb_dim, text_token_dim
+        self.num_image_tokens, self.context_dim = num_image_tokens, context_dim
+        self.image_drop_prob, self.text_drop_prob = image_drop_prob, text_drop_prob
+        self.normalize_image_emb = normalize_image_emb
+        if image_emb_dim:
+            self.null_image = nn.Parameter(torch.randn(image_emb_dim) / image_emb_dim**0.5)
+            self.image_to_emb = nn.Linear(image_emb_dim, emb_dim)
+            self.image_to_tokens = nn.Linear(image_emb_dim, num_image_tokens * context_dim)
+        if text_token_dim:
+            self.text_norm = nn.LayerNorm(text_token_dim)
+            self.text_to_context = nn.Linear(text_token_dim, context_dim)
+            self.null_text = nn.Parameter(torch.randn(context_dim) / context_dim**0.5)
+        self.context_norm = nn.LayerNorm(context_dim) if self.has_context else None
+
+    @property
+    def has_context(self) -> bool:
+        """Whether any context tokens reach the attention layers."""
+        return bool(self.image_emb_dim and self.num_image_tokens) or bool(self.text_token_dim)
+
+    def drop_masks(
+        self, batch: int, cond_drop: torch.Tensor | None, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows whose image embedding / caption get the learned null (independent draws)."""
+        image = drop_mask(batch, self.image_drop_prob, cond_drop, self.training, device)
+        text = drop_mask(batch, self.text_drop_prob, cond_drop, self.training, device)
+        return image, text
+
+    def forward(
+        self,
+        batch: int,
+        image_emb: torch.Tensor | None = None,
+        text_tokens: torch.Tensor | None = None,
+        text_mask: torch.Tensor | None = None,
+        cond_drop: torch.Tensor | None = None,
+        device: torch.device | None = None,
+    ) -> Conditioning:
+        """Build the conditioning of a batch of ``batch`` rows (see the class docstring)."""
+        device = device or next(self.parameters(), torch.empty(0)).device
+        self._check(batch, image_emb, text_tokens, text_mask, cond_drop)
+        drop_image, drop_text = self.drop_masks(batch, cond_drop, device)
+        emb, tokens, masks = None, [], []
+        if self.image_emb_dim:
+            if image_emb is None:  # allowed only when every row is dropped (checked above)
+                z = self.null_image.expand(batch, -1)
+            else:
+                z = image_emb.to(self.null_image.dtype)
+                z = F.normalize(z, dim=-1) if self.normalize_image_emb else z
+                z = torch.where(drop_image[:, None], self.null_image.to(z.dtype), z)
+            emb = self.image_to_emb(z)
+            if self.num_image_tokens:
+                tokens.append(self.image_to_tokens(z).unflatten(-1, (self.num_image_tokens, -1)))
+                k = self.num_image_tokens
+                masks.append(torch.ones(batch, k, dtype=torch.bool, device=device))
+        if self.text_token_dim:
+            text, mask = self._text_context(batch, text_tokens, text_mask, drop_text, device)
+            tokens.append(text)
+            masks.append(mask)
+        if not tokens:
+            return Conditioning(emb, None, None)
+        context = self.context_norm(torch.cat([t.to(tokens[0].dtype) for t in tokens], dim=1))
+        return Conditioning(emb, context, torch.cat(masks, dim=1))
+
+    def _text_context(
+        self,
+        batch: int,
+        text_tokens: torch.Tensor | None,
+        text_mask: torch.Tensor | None,
+        drop: torch.Tensor,
+        device: torch.device,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected caption tokens; dropped or absent captions become the single null token."""
+        null = self.null_text[None, None].expand(batch, 1, -1)
+        if text_tokens is None:  # no caption: variations from an image embedding alone
+            return null, torch.ones(batch, 1, dtype=torch.bool, device=device)
+        text = self.text_to_context(self.text_norm(text_tokens.to(self.null_text.dtype)))
+        mask = (
+            text_mask.to(device=device, dtype=torch.bool)
+            if text_mask is not None
+            else torch.ones(text.shape[:2], dtype=torch.bool, device=device)
+        )
+        # a dropped caption: position 0 holds the null token, all other positions are masked
+        first = torch.zeros_like(mask)
+        first[:, 0] = True
+        text = torch.where(drop[:, None, None] & first[..., None], null.to(text.dtype), text)
+        mask = torch.where(drop[:, None], first, mask)
+        return text, mask
+
+    def _check(
+        self,
+        batch: int,
+        image_emb: torch.Tensor | None,
+        text_tokens: torch.Tensor | None,
+        text_mask: torch.Tensor | None,
+        cond_drop: torch.Tensor | None,
+    ) -> None:
+        if cond_drop is not None and cond_drop.shape != (batch,):
+            raise ValueError(f"cond_drop must have shape ({batch},), got {tuple(cond_drop.shape)}")
+        if image_emb is not None:
+            if not self.image_emb_dim:
+                raise ValueError("image_emb given, but this U-Net has no image conditioning "
+                                 "(image_emb_dim=None)")
+            if image_emb.shape != (batch, self.image_emb_dim):
+                raise ValueError(f"image_emb must have shape ({batch}, {self.image_emb_dim}), "
+                                 f"got {tuple(image_emb.shape)}")
+        elif self.image_emb_dim and not (cond_drop is not None and bool(cond_drop.all())):
+            raise ValueError("this U-Net is conditioned on a CLIP image embedding: pass image_emb "
+                             "(or cond_drop=True for every row to sample unconditionally)")
+        if text_tokens is not None:
+            if not self.text_token_dim:
+                raise ValueError("text_tokens given, but this U-Net has no caption conditioning "
+                                 "(text_token_dim=None)")
+            if text_tokens.ndim != 3 or text_tokens.shape[0] != batch \
+                    or text_tokens.shape[2] != self.text_token_dim:
+                raise ValueError(f"text_tokens must have shape ({batch}, L, "
+                                 f"{self.text_token_dim}), got {tuple(text_tokens.shape)}")
+            if text_mask is not None and text_mask.shape != text_tokens.shape[:2]:
+                raise ValueError(f"text_mask must have shape {tuple(text_tokens.shape[:2])}, "
+                                 f"got {tuple(text_mask.shape)}")
+        elif text_mask is not None:
+            raise ValueError("text_mask given without text_tokens")
