@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -32,33 +33,37 @@ class Stage:
     describe: Callable[[], str] = field(default=lambda: "")
 
 
+DATA_PRESETS = {"smoke": "tiny", "shapes_quick": "shapes_quick", "shapes_full": "default"}
+
+
 def stages(preset: str, data_dir: Path, log_dir: Path) -> list[Stage]:
-    """The demo's stages for ``preset`` (an experiment name under configs/experiment/)."""
+    """The demo's stages for ``preset``: experiment configs ``configs/experiment/<preset>/``."""
     py = sys.executable
-    run = f"run_name={preset}"
-    exp = f"experiment={preset}"
-    clip_ckpt = data_dir / "clip" / f"{preset}_clip.pt"
+
+    def exp(stage: str) -> str:
+        return f"experiment={preset}/{stage}"
+
     emb_dir = data_dir / "embeddings" / preset
-    prior_dir = log_dir / "train_prior" / preset
-    decoder_dir = log_dir / "train_decoder" / preset
-    upsampler_dir = log_dir / "train_decoder" / f"{preset}_upsampler"
-    sample_dir = log_dir / "sample" / preset
-    eval_dir = log_dir / "evaluate" / preset
+    final = Path("checkpoints") / "final.ckpt"
     return [
-        Stage("data", [py, "-m", "unclip.data.shapes", "--preset", preset,
-                       "--out", str(data_dir / "shapes")],
+        Stage("data", [py, "-m", "unclip.data.shapes", "--preset", DATA_PRESETS.get(preset, preset),
+                       "--out", str(data_dir / "shapes"), "--quiet"],
               data_dir / "shapes" / "test" / "info.json"),
-        Stage("clip", [py, "train_clip.py", exp, run, f"clip.export_path={clip_ckpt}"], clip_ckpt),
-        Stage("precompute", [py, "-m", "unclip.data.precompute", exp, f"clip_path={clip_ckpt}",
-                             f"out_dir={emb_dir}"], emb_dir / "test" / "stats.json"),
-        Stage("prior", [py, "train_prior.py", exp, run], prior_dir / "checkpoints" / "final.ckpt"),
-        Stage("decoder", [py, "train_decoder.py", exp, run],
-              decoder_dir / "checkpoints" / "final.ckpt"),
-        Stage("upsampler", [py, "train_decoder.py", f"experiment={preset}_upsampler",
-                            f"run_name={preset}_upsampler"],
-              upsampler_dir / "checkpoints" / "final.ckpt"),
-        Stage("sample", [py, "sample.py", exp, run], sample_dir / "run.json"),
-        Stage("evaluate", [py, "evaluate.py", exp, run], eval_dir / "results.json"),
+        Stage("clip", [py, "train_clip.py", exp("clip")], data_dir / "clip" / f"{preset}_clip.pt"),
+        Stage("precompute", [py, "-m", "unclip.data.precompute", exp("precompute")],
+              emb_dir / "test" / "stats.json"),
+        Stage("prior", [py, "train_prior.py", exp("prior")],
+              log_dir / "train_prior" / preset / final),
+        Stage("decoder", [py, "train_decoder.py", exp("decoder")],
+              log_dir / "train_decoder" / preset / final),
+        Stage("upsampler", [py, "train_decoder.py", exp("upsampler")],
+              log_dir / "train_decoder" / f"{preset}_upsampler" / final),
+        Stage("sample", [py, "sample.py", exp("sample"),
+                         f"hydra.run.dir={log_dir}/sample/{preset}"],
+              log_dir / "sample" / preset / "run.json"),
+        Stage("evaluate", [py, "evaluate.py", exp("evaluate"),
+                           f"hydra.run.dir={log_dir}/evaluate/{preset}"],
+              log_dir / "evaluate" / preset / "results.json"),
     ]
 
 
@@ -82,7 +87,9 @@ def run_stage(stage: Stage) -> float:
     return time.monotonic() - start
 
 
-def summary(times: dict[str, float | None], eval_json: Path, sample_dir: Path) -> str:
+def summary(
+    times: dict[str, float | None], eval_json: Path, sample_dir: Path, log_dir: Path
+) -> str:
     """The table printed at the end: stage wall times, evaluation results, where things are."""
     lines = ["", "== unclip demo ==", f"{'stage':<12}{'wall time':>12}"]
     for name, seconds in times.items():
@@ -94,20 +101,21 @@ def summary(times: dict[str, float | None], eval_json: Path, sample_dir: Path) -
         lines.append("")
         lines.append(results.get("table", json.dumps(results, indent=2)))
     lines += ["", f"samples and grid: {sample_dir}", f"evaluation: {eval_json.parent}",
-              "checkpoints and W&B offline runs: logs/<stage>/<run>/"]
+              f"checkpoints and W&B offline runs: {log_dir}/<stage>/<run>/"]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="shapes_quick",
-                        help="experiment config under configs/experiment/ (default shapes_quick)")
+                        help="configs/experiment/<preset>/: smoke | shapes_quick | shapes_full")
     parser.add_argument("--fresh", action="store_true",
                         help="delete this preset's runs and embeddings first (data is kept)")
     parser.add_argument("--only", nargs="*", help="run only these stages")
     args = parser.parse_args(argv)
 
-    data_dir, log_dir = ROOT / "data", ROOT / "logs"
+    root = Path(os.environ.get("UNCLIP_ROOT", ROOT))
+    data_dir, log_dir = root / "data", root / "logs"
     plan = stages(args.preset, data_dir, log_dir)
     if args.fresh:
         for path in [data_dir / "embeddings" / args.preset, data_dir / "clip"]:
@@ -126,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[demo] {stage.name}: {' '.join(stage.command)}", flush=True)
         times[stage.name] = run_stage(stage)
     print(summary(times, log_dir / "evaluate" / args.preset / "results.json",
-                  log_dir / "sample" / args.preset))
+                  log_dir / "sample" / args.preset, log_dir))
 
 
 if __name__ == "__main__":
