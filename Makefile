@@ -24,6 +24,12 @@ test: install
 test-slow: install
 	$(PY) -m pytest -m slow
 
+# The main job: data, CLIP, embeddings, prior, decoder, upsampler, samples, evaluation on shapes.
+# Reruns reuse what is built; Ctrl-C saves a checkpoint and the next run resumes.
+PRESET ?= shapes_quick
+demo: install
+	$(PY) -m unclip.demo --preset $(PRESET)
+
 lint: install
 	$(PY) -m ruff check .
 

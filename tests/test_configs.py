@@ -13,7 +13,10 @@ from tests.conftest import CONFIG_DIR
 from unclip.training import instantiate_group, resolve_resume_path
 
 ROOT_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-EXPERIMENTS = sorted(p.stem for p in (CONFIG_DIR / "experiment").glob("*.yaml"))
+EXPERIMENTS = sorted(
+    str(p.relative_to(CONFIG_DIR / "experiment").with_suffix(""))
+    for p in (CONFIG_DIR / "experiment").rglob("*.yaml")
+)
 TRAIN_CONFIGS = [name for name in ROOT_CONFIGS if name.startswith("train_")]
 
 
