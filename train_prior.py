@@ -1,7 +1,7 @@
 """Train the unCLIP diffusion prior.
 
     python train_prior.py                                  # prior/small on the shapes embeddings
-    python train_prior.py experiment=prior_shapes          # the 10-minute CPU quality run
+    python train_prior.py experiment=shapes_full/prior     # the 10-minute CPU quality run
     python train_prior.py prior=dalle2 trainer=fsdp        # the paper's 1B prior
     python train_prior.py prior.lr=3e-4 prior.norm.kind=meanstd run_name=mine
 

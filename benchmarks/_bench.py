@@ -372,15 +372,15 @@ def count_flops(fn: Callable[[], Any]) -> int:
 def matmul_peak(device: torch.device, dtype: torch.dtype = torch.bfloat16,
                 sizes: Sequence[int] = (1024, 2048, 4096), repeats: int = 5) -> dict[str, Any]:
     """The best dense matmul rate (FLOP/s) over square sizes: this machine's measured peak."""
-    best, best_n = 0.0, 0
+    rates = {}
     for n in sizes:
         a = torch.randn(n, n, device=device).to(dtype)
         b = torch.randn(n, n, device=device).to(dtype)
         times = time_steps(lambda a=a, b=b: torch.mm(a, b), device, repeats, warmup=2)
-        rate = 2 * n**3 / min(times)
-        if rate > best:
-            best, best_n = rate, n
-    return {"flops_per_s": best, "size": best_n, "dtype": str(dtype).replace("torch.", "")}
+        rates[n] = 2 * n**3 / min(times)
+    best = max(rates, key=rates.get)
+    return {"flops_per_s": rates[best], "size": best, "by_size": rates,
+            "dtype": str(dtype).replace("torch.", "")}
 
 
 KERNEL_GROUPS = (  # (group, substrings of aten op names), first match wins

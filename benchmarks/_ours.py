@@ -19,10 +19,9 @@ from typing import Any
 import hydra.utils
 import pytorch_lightning as pl
 import torch
+from _bench import PeakMemory, sync
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, IterableDataset
-
-from _bench import PeakMemory, sync
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `unclip` from this checkout, whatever the working directory

@@ -66,8 +66,9 @@ def main() -> None:
         b.close()
     ratios = [rb[i] / ((ra[i] + ra[i + 1]) / 2) for i in range(len(rb))]
     q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    ratio = statistics.median(ratios)
     print(f"A (as is): median {statistics.median(ra):.3g}/s; B ({'+'.join(args.patch)}): "
-          f"median {statistics.median(rb):.3g}/s; paired B/A: median {statistics.median(ratios):.3f}"
+          f"median {statistics.median(rb):.3g}/s; paired B/A: median {ratio:.3f}"
           f" (quartiles {q[0]:.3f}-{q[2]:.3f}) over {len(ratios)} rounds of {args.steps} steps, "
           f"{args.precision}, load {statistics.mean(loads):.2f}")
 

@@ -21,7 +21,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-
 from _bench import (  # noqa: E402
     ROOT,
     Worker,
@@ -49,6 +48,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--precision", default="bf16", choices=("bf16", "fp32"))
     p.add_argument("--profile", action="store_true", help="print kernel profiles of one step")
+    p.add_argument("--patch", action="append", default=[],
+                   help="also ours with a proposed change from benchmarks/patches.py")
     args = p.parse_args()
     if args.quick:
         args.batch, args.steps, args.warmup, args.repeats = 4, 1, 1, 1
@@ -60,7 +61,7 @@ def main() -> None:
     apply_threads(args.threads)
     device = setup_device(args.device)
     header("model FLOPs utilisation (benchmark 4)", device)
-    sizes = (256, 512) if args.quick else (1024, 2048, 4096)
+    sizes = (256, 512) if args.quick else (512, 1024, 2048, 4096)
     peak0 = matmul_peak(device, torch.bfloat16, sizes)
     fp32 = matmul_peak(device, torch.float32, sizes[:2])
     common = ["--device", str(device), "--threads", str(args.threads), "--batch",
@@ -73,6 +74,10 @@ def main() -> None:
         ours = Worker("ours", sys.executable, ROOT / "benchmarks" / "decoder_training.py",
                       common, env)
         workers.append(ours)
+        for name in args.patch:
+            workers.append(Worker(f"ours+{name}", sys.executable,
+                                  ROOT / "benchmarks" / "decoder_training.py",
+                                  [*common, "--patch", name], env))
         python = None if args.no_peers else bench_python()
         if python is not None:
             for peer in ("dalle2_decoder", "diffusers_unet"):
@@ -82,17 +87,20 @@ def main() -> None:
         jobs = [(w, {"op": "train", **step}) for w in workers]
         results = interleave(jobs, args.repeats)
         if args.profile:
-            for w in workers[:2]:
-                profiles[w.name] = w.run(op="profile", **step)["profile"]
+            for w in workers:
+                if w.name == "ours" or w.name.startswith("dalle2"):
+                    profiles[w.name] = w.run(op="profile", **step)["profile"]
     finally:
         for w in workers:
             w.close()
     peak1 = matmul_peak(device, torch.bfloat16, sizes)
     peak = max(peak0["flops_per_s"], peak1["flops_per_s"])
 
-    print(f"\nmeasured peak: bf16 matmul {peak / 1e12:.3f} TFLOP/s (n={peak0['size']}; before "
-          f"{peak0['flops_per_s'] / 1e12:.3f}, after {peak1['flops_per_s'] / 1e12:.3f}); fp32 "
-          f"matmul {fp32['flops_per_s'] / 1e12:.3f} TFLOP/s")
+    by_size = ", ".join(f"{n}: {max(r, peak1['by_size'][n]) / 1e12:.3f}"
+                        for n, r in peak0["by_size"].items())
+    print(f"\nmeasured peak: bf16 matmul {peak / 1e12:.3f} TFLOP/s, best of square n x n "
+          f"torch.mm before and after the runs (TFLOP/s by n: {by_size}); fp32 matmul "
+          f"{fp32['flops_per_s'] / 1e12:.3f} TFLOP/s")
     rows, records = [], []
     for (worker, _), runs in zip(jobs, results, strict=True):
         s = summarize(runs)
@@ -112,8 +120,9 @@ def main() -> None:
     ours_mfu = records[0]["mfu"]
     print(f"goal decoder training step >= 30% MFU: {'MET' if ours_mfu >= 0.3 else 'MISSED'} "
           f"({ours_mfu:.1%})")
-    if len(records) > 1:
-        peer = records[1]
+    peers = [r for r in records if not r["model"].startswith("unclip")]
+    if peers:
+        peer = peers[0]
         need = 3 * peer["img_per_s"] * records[0]["flops_per_step"] / args.batch
         print(f"3x {peer['model']} ({3 * peer['img_per_s']:.3g} img/s) at our FLOPs/img would "
               f"need {need / 1e12:.3f} TFLOP/s = {need / peak:.0%} of the measured peak "

@@ -165,25 +165,22 @@ def training_syncs(set_attr: Setter = setattr) -> None:
     - augment.LowResAugment.train noises without noise_augment's ``bool((level < 0).any())``
       range checks (2 syncs a step): its levels are drawn inside [0, max_level].
     """
+    import torch
+
     from unclip import augment
     from unclip.lit import decoder
 
     set_attr(decoder, "bucket_losses", bucket_losses_sync_free)
 
-    def noise_unchecked(x, level, diffusion, generator=None):
-        eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return diffusion.q_sample(x, level.to(x.device), eps).to(x.dtype)
-
-    import torch
-
-    original_train = augment.LowResAugment.train
-
     def train(self, low_res, diffusion, generator=None):
-        set_attr(augment, "noise_augment", noise_unchecked)
-        try:
-            return original_train(self, low_res, diffusion, generator)
-        finally:
-            set_attr(augment, "noise_augment", checked)
+        b, device = low_res.shape[0], low_res.device
+        if self.blur_prob > 0:
+            rows = torch.rand(b, generator=generator, device=device) < self.blur_prob
+            blurred = augment.gaussian_blur(low_res, self.blur_kernel, self.blur_sigma)
+            low_res = torch.where(rows[:, None, None, None], blurred, low_res)
+        level = self.max_level * torch.rand(b, generator=generator, device=device)
+        eps = torch.randn(low_res.shape, generator=generator, device=device,
+                          dtype=low_res.dtype)  # noise_augment minus its range checks
+        return diffusion.q_sample(low_res, level, eps).to(low_res.dtype), level
 
-    checked = augment.noise_augment
     set_attr(augment.LowResAugment, "train", train)

@@ -24,9 +24,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
-
 from _bench import print_table  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 SYNC_OPS = {"_local_scalar_dense", "nonzero", "nonzero_static", "is_nonzero", "masked_select",
             "_unique", "_unique2", "unique_dim", "unique_consecutive", "equal",

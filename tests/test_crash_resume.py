@@ -59,7 +59,7 @@ def test_sigterm_saves_last_and_exits_cleanly_then_resumes(tmp_path: Path) -> No
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
     assert "Restoring states from the checkpoint" in out or "resuming" in out.lower()
-    assert _step(last) == at_signal + 3
+    assert _step(last.with_name("final.ckpt")) == at_signal + 3
 
 
 def test_sigkill_mid_run_resumes_from_last_periodic_checkpoint(tmp_path: Path) -> None:
@@ -75,4 +75,4 @@ def test_sigkill_mid_run_resumes_from_last_periodic_checkpoint(tmp_path: Path) -
     proc = _launch(tmp_path, max_steps=survived + 5, sleep=0.0)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 0, out
-    assert _step(last) == survived + 5
+    assert _step(last.with_name("final.ckpt")) == survived + 5

@@ -25,11 +25,11 @@ from _bench import (  # noqa: E402
     apply_threads,
     autocast,
     measure,
-    train_op,
     param_count,
     rss_mb,
     run_worker,
     setup_device,
+    train_op,
     worker_parser,
 )
 

@@ -25,12 +25,11 @@ from _bench import (  # noqa: E402
     PeakMemory,
     apply_threads,
     autocast,
-    measure,
-    train_op,
     param_count,
     rss_mb,
     run_worker,
     setup_device,
+    train_op,
     worker_parser,
 )
 

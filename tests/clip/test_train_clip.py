@@ -8,7 +8,7 @@ import open_clip
 import pytest
 import torch
 
-from unclip.clip import FrozenCLIP
+from unclip.clip import FrozenCLIP, preprocess_images
 from unclip.lit.clip import CLIPModule
 from unclip.training import train
 
@@ -125,3 +125,37 @@ def test_clip_lr_is_a_root_level_override(hydra_cfg) -> None:
     cfg = hydra_cfg("train_clip", ["clip.lr=5e-4"])
     assert cfg.clip.lr == 5e-4 and cfg.clip.scheduler.max_lr == 5e-4
     assert cfg.clip._target_ == "unclip.lit.clip.CLIPModule"
+
+
+TINY_RESNET = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": [1, 1, 1, 1], "width": 8, "head_width": 8},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2,
+                 "layers": 1},
+}
+
+
+def test_batch_norm_recalibrated_from_recent_batches() -> None:
+    """Running means become the kept batches' means at the current weights."""
+    torch.manual_seed(0)
+    module = CLIPModule(model_name="tiny-resnet-clip", model_cfg=TINY_RESNET,
+                        bn_recalibration_batches=2)
+    captions = ["a red circle on the left", "a blue square"] * 4
+    images = [torch.rand(8, 3, 32, 32) * 2 - 1 + k for k in range(3)]  # shifted batches
+    for x in images:
+        module.training_step({"image": x, "caption": captions}, 0)
+    assert len(module._recent_inputs) == 2  # only the last two batches are kept
+    visual = module.module.visual
+    pixels = torch.cat([preprocess_images(x, module.preprocess_cfg) for x in images[1:]])
+    with torch.no_grad():
+        expected = visual.conv1(pixels).mean((0, 2, 3))  # bn1 normalises conv1's output
+    assert not torch.allclose(visual.bn1.running_mean, expected, atol=1e-3)
+    module.recalibrate_batch_norm()
+    torch.testing.assert_close(visual.bn1.running_mean, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_no_batch_norm_keeps_no_batches() -> None:
+    module = CLIPModule(model_name="tiny-clip", bn_recalibration_batches=8)
+    module.training_step({"image": torch.rand(4, 3, 32, 32) * 2 - 1,
+                          "caption": ["a", "b", "c", "d"]}, 0)
+    assert len(module._recent_inputs) == 0

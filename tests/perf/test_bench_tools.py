@@ -7,11 +7,10 @@ import json
 import sys
 import textwrap
 
-import pytest
-import torch
-
 import _bench
 import patches
+import pytest
+import torch
 
 
 def test_table_and_summary(capsys):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from syncs import SyncRecorder
 
 
@@ -83,3 +82,11 @@ def test_upsampler_training_step_has_no_syncs():
                    "cut padding, every forward (fix: cut once per batch in PriorModule)")
 def test_prior_training_step_has_no_syncs():
     assert not step_syncs("prior")
+
+
+@pytest.mark.parametrize("stage", ["decoder", "upsampler"])
+def test_proposed_change_removes_the_decoder_syncs(monkeypatch, stage):
+    import patches
+
+    patches.apply("training_syncs", monkeypatch.setattr)
+    assert not step_syncs(stage)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import open_clip
 import pytorch_lightning as pl
 import torch
+from torch.optim.swa_utils import update_bn
 from torchmetrics import MeanMetric
 
 from unclip.checkpoint import atomic_write
@@ -73,6 +75,10 @@ class CLIPModule(pl.LightningModule):
         mirror_fraction: share of each batch replaced by mirrored copies with swapped spatial
             words (:mod:`unclip.clip.mirror`); 0 turns it off.
         max_logit_scale: the learned temperature is clamped to ``[0, ln max_logit_scale]``.
+        bn_recalibration_batches: for vision towers with BatchNorm (ResNets): the last this many
+            training batches are kept and the BatchNorm statistics recomputed from them at the
+            current weights before each validation and before release (running averages lag
+            behind weights that move fast; ``torch.optim.swa_utils.update_bn``). 0: off.
         export_path: where the trained weights are released as a plain open_clip state dict
             (null: not released).
         zero_shot: compute shapes zero-shot accuracy in validation (needs shapes ``meta``).
@@ -90,6 +96,7 @@ class CLIPModule(pl.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         mirror_fraction: float = 0.0,
         max_logit_scale: float = 100.0,
+        bn_recalibration_batches: int = 8,
         export_path: str | None = None,
         zero_shot: bool = True,
     ) -> None:
@@ -118,6 +125,7 @@ class CLIPModule(pl.LightningModule):
                 "weight_decay": float(weight_decay),
                 "mirror_fraction": float(mirror_fraction),
                 "max_logit_scale": float(max_logit_scale),
+                "bn_recalibration_batches": int(bn_recalibration_batches),
                 "export_path": export_path,
                 "zero_shot": bool(zero_shot),
             }
@@ -131,6 +139,10 @@ class CLIPModule(pl.LightningModule):
         self.loss_fn = self._make_loss(rank=0, world_size=1)
         self.val_loss = MeanMetric()
         self.val_zero_shot = torch.nn.ModuleDict({task: MeanMetric() for task in TASKS})
+        has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                     for m in self.module.visual.modules())
+        self._recent_inputs: deque[torch.Tensor] = deque(
+            maxlen=bn_recalibration_batches if has_bn else 0)
 
     # ----------------------------------------------------------------- training
     def setup(self, stage: str) -> None:
@@ -147,9 +159,10 @@ class CLIPModule(pl.LightningModule):
             rank=rank, world_size=world_size,
         )
 
-    def _loss(self, images: torch.Tensor, captions: list[str]) -> torch.Tensor:
+    def _loss(self, pixels: torch.Tensor, captions: list[str]) -> torch.Tensor:
+        """open_clip's loss of preprocessed images and their captions."""
         tokens, _ = tokenize(self.tokenizer, captions, self.context_length)
-        out = self.module(preprocess_images(images, self.preprocess_cfg), tokens.to(self.device))
+        out = self.module(pixels, tokens.to(self.device))
         return self.loss_fn(**{k: v.float() for k, v in out.items()})
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -158,7 +171,10 @@ class CLIPModule(pl.LightningModule):
             images, captions = mirror_pairs(
                 images, captions, batch.get("meta"), self.hparams.mirror_fraction
             )
-        loss = self._loss(images, captions)
+        pixels = preprocess_images(images, self.preprocess_cfg)
+        if self._recent_inputs.maxlen:
+            self._recent_inputs.append(pixels.detach())
+        loss = self._loss(pixels, captions)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(captions))
         self.log("train/logit_scale", self.module.logit_scale.detach().exp(),
                  batch_size=len(captions))
@@ -169,14 +185,23 @@ class CLIPModule(pl.LightningModule):
         with torch.no_grad():
             self.module.logit_scale.clamp_(0, math.log(self.hparams.max_logit_scale))
 
+    def recalibrate_batch_norm(self) -> None:
+        """Recompute BatchNorm statistics of the vision tower from the kept training batches."""
+        if self._recent_inputs:
+            update_bn(list(self._recent_inputs), self.module.visual)
+
     # ---------------------------------------------------------------- validation
+    def on_validation_epoch_start(self) -> None:
+        self.recalibrate_batch_norm()
+
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        images, captions = batch["image"], list(batch["caption"])
-        self.val_loss.update(self._loss(images, captions), weight=len(captions))
+        captions = list(batch["caption"])
+        pixels = preprocess_images(batch["image"], self.preprocess_cfg)
+        self.val_loss.update(self._loss(pixels, captions), weight=len(captions))
         metas = batch.get("meta")
         if not self.hparams.zero_shot or not metas or not any(m.get("objects") for m in metas):
             return
-        image_emb = self.module.encode_image(preprocess_images(images, self.preprocess_cfg))
+        image_emb = self.module.encode_image(pixels)
         correct = zero_shot_correct(image_emb, metas, self._encode_prompts)
         for task, right in correct.items():
             if right.numel():
@@ -224,6 +249,7 @@ class CLIPModule(pl.LightningModule):
 
     def on_train_end(self) -> None:
         path = self.hparams.export_path
+        self.recalibrate_batch_norm()
         if not path or self.trainer.fast_dev_run or self.trainer.global_rank != 0:
             return
         written = self.export(path)

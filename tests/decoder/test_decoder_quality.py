@@ -1,0 +1,75 @@
+"""The decoder's quality bar on shapes (slow: about 60 + 30 minutes of CPU training).
+
+A base decoder (decoder/base32) trained for at most 60 minutes samples 20 DPM-Solver++ steps
+from the true CLIP image embeddings of held-out images; the domain CLIP's zero-shot reader must
+find the source's colour+shape in >= 90% of single-object samples. The upsampler
+(decoder/upsampler64) must raise them to 64 px without changing what the reader finds.
+
+Needs the shapes CLIP (data/clip/shapes_clip.pt) and its embedding shards with images
+(data/embeddings/shapes). Figures are printed; run with ``pytest -m slow -s``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from tests.conftest import CONFIG_DIR, REPO_ROOT
+from unclip.lit.decoder import load_decoder
+from unclip.lit.decoder_quality import decoder_quality, load_test_batch
+from unclip.training import train
+
+DATA = REPO_ROOT / "data"
+CLIP_WEIGHTS = DATA / "clip" / "shapes_clip.pt"
+EMBEDDINGS = DATA / "embeddings" / "shapes"
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CLIP_WEIGHTS.is_file() or not (EMBEDDINGS / "test").is_dir(),
+                       reason="needs the shapes CLIP and its embedding shards under data/"),
+]
+SHORT_RUN = ["data.batch_size=32", "data.num_workers=1", "callbacks.ema.decay=0.995",
+             "trainer.max_steps=100000", "trainer.val_check_interval=500", "logger=csv"]
+
+
+def fit(out: Path, overrides: list[str]) -> Path:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
+        cfg = compose("train_decoder", return_hydra_config=True,
+                      overrides=[*SHORT_RUN, *overrides])
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(out)
+        cfg.hydra.runtime.cwd = str(REPO_ROOT)
+    HydraConfig.instance().set_config(cfg)
+    train(cfg, module_key="decoder")
+    GlobalHydra.instance().clear()
+    return out / "checkpoints" / "final.ckpt"
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("quality")
+    return {
+        "decoder": fit(root / "base", ["+trainer.max_time=00:01:00:00"]),
+        "upsampler": fit(root / "up", ["decoder=upsampler64", "+trainer.max_time=00:00:30:00"]),
+    }
+
+
+def test_decoder_and_upsampler_quality_bar(checkpoints):
+    from unclip.clip import FrozenCLIP
+
+    clip = FrozenCLIP("shapes-clip", pretrained=str(CLIP_WEIGHTS))
+    result = decoder_quality(
+        load_decoder(checkpoints["decoder"]), clip,
+        load_test_batch(str(EMBEDDINGS / "test" / "*.tar"), 256),
+        upsampler=load_decoder(checkpoints["upsampler"]), sampler="dpmpp_2m", steps=20,
+    )
+    print(json.dumps(result, indent=2))
+    assert result["samples"]["accuracy"] >= 0.9
+    assert result["upsampled"]["agreement"] >= 0.9
+    assert result["upsampled"]["accuracy"] >= result["samples"]["accuracy"] - 0.05
