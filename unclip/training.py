@@ -19,6 +19,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.trainer.states import TrainerStatus
 
+from unclip.callbacks.atomic_io import AtomicCheckpointIO
 from unclip.config_check import check_config
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def train(cfg: DictConfig, module_key: str) -> dict[str, float]:
     callbacks = instantiate_group(cfg.get("callbacks"), "callbacks")
     loggers = instantiate_group(cfg.get("logger"), "logger")
     trainer: pl.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )
     run_config = {k: v for k, v in OmegaConf.to_container(cfg).items() if k != "hydra"}
     for logger in trainer.loggers:
