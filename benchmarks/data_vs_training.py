@@ -126,6 +126,10 @@ def parse() -> argparse.Namespace:
     p.add_argument("--batches", type=int, default=12, help="loader batches timed per round")
     p.add_argument("--steps", type=int, default=4, help="training steps timed per round")
     p.add_argument("--no-e2e", action="store_true", help="skip (c), training from the loader")
+    p.add_argument("--patch", action="append", default=[],
+                   help="train with a proposed change from benchmarks/patches.py")
+    p.add_argument("--paths", default="prior,decoder,shapes",
+                   help="which of prior, decoder, shapes to measure")
     args = p.parse_args()
     if args.quick:
         args.samples, args.decoder_batch, args.prior_batch = 256, 4, 16
@@ -154,6 +158,9 @@ def main() -> None:
             "shapes", train_shards=str(SHAPES), val_shards=None, test_shards=None,
             batch_size=args.decoder_batch, persistent_workers=False)),
     }
+    keep = {"prior": "prior <- embeddings", "decoder": "decoder <- embeddings+png",
+            "shapes": "decoder <- shapes image-caption"}
+    paths = {keep[k]: paths[keep[k]] for k in args.paths.split(",")}
     env = worker_env(args.threads)
     workers: dict[str, Worker] = {}
     rates: dict[str, dict[str, list[float]]] = {k: {"data": [], "train": [], "e2e": [],
@@ -165,6 +172,8 @@ def main() -> None:
                          str(batch)]
                 if script == "decoder_training.py":
                     flags += ["--resolution", "32"]
+                for name in args.patch:
+                    flags += ["--patch", name]
                 workers[script] = Worker(script.removesuffix(".py"), sys.executable,
                                          ROOT / "benchmarks" / script, flags, env)
         trained: dict[str, list[float]] = {}
@@ -207,7 +216,8 @@ def report(args: argparse.Namespace, rates: dict[str, dict[str, list[float]]]) -
                      statistics.mean(r["load"])])
         records.append({"path": name, "data_per_s": data, "train_per_s": train, "ratio": ratio,
                         "train_from_loader_per_s": e2e})
-    print_table(f"data delivery vs training (bf16), {args.repeats} rounds, "
+    patched = f", training with {'+'.join(args.patch)}" if args.patch else ""
+    print_table(f"data delivery vs training (bf16{patched}), {args.repeats} rounds, "
                 f"threads={args.threads or 'default'}",
                 ["path", "loader samples/s", "train samples/s", "ratio", "train from loader/s",
                  "loader cost", "load"], rows)

@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--runs", nargs="*", default=DEFAULT_RUNS, help="sampler:steps")
     parser.add_argument("--best-of", nargs="*", type=int, default=[1, 2])
-    parser.add_argument("--guidance-scale", type=float, default=1.0)
+    parser.add_argument("--guidance-scales", nargs="*", type=float, default=[1.0])
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -97,21 +97,23 @@ def main() -> None:
     n = sum(len(b["caption"]) for b in batches)
     print(f"# prior {args.ckpt}")
     print(f"# {n} {args.split} samples, {len(means)} training captions "
-          f"({time.perf_counter() - t0:.1f} s to read), guidance {args.guidance_scale}")
+          f"({time.perf_counter() - t0:.1f} s to read)")
     cols = ["cos_pred_true", "cos_text_true", "cos_pred_unrelated", "top1_pred", "top1_text",
             "cos_pred_true_known", "cos_ceiling"]
-    head = ["sampler", "steps", "best_of", *cols, "pred/ceiling", "ms/sample"]
+    head = ["sampler", "steps", "best_of", "guidance", *cols, "pred/ceiling", "ms/sample"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for run in args.runs:
         sampler, steps = run.split(":")
         for best_of in args.best_of:
-            m = evaluate(prior, batches, sampler, int(steps), best_of, means,
-                         guidance_scale=args.guidance_scale)
-            ratio = m["cos_pred_true_known"] / m["cos_ceiling"]
-            row = [sampler, steps, str(best_of), *(f"{m[c]:.4f}" for c in cols),
-                   f"{ratio:.3f}", f"{1000 * m['s_per_sample']:.2f}"]
-            print("| " + " | ".join(row) + " |", flush=True)
+            for scale in args.guidance_scales:
+                m = evaluate(prior, batches, sampler, int(steps), best_of, means,
+                             guidance_scale=scale)
+                ratio = m["cos_pred_true_known"] / m["cos_ceiling"]
+                row = [sampler, steps, str(best_of), f"{scale:g}",
+                       *(f"{m[c]:.4f}" for c in cols), f"{ratio:.3f}",
+                       f"{1000 * m['s_per_sample']:.2f}"]
+                print("| " + " | ".join(row) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -187,7 +187,7 @@ def report(args: argparse.Namespace, jobs: list, results: list, nfe: dict[str, A
     for (worker, cmd), runs in zip(jobs, results, strict=True):
         s = summarize(runs)
         family = worker.info["name"]
-        key = (family.split()[0], cmd["label"])
+        key = ("unclip" if family.startswith("unclip") else "dalle2", cmd["label"])
         best[key] = max(best.get(key, 0.0), s["median"])
         if cmd["label"].startswith("text2img"):
             evals = f"prior {nfe['prior']}x2rows + dec {nfe['decoder']}"

@@ -209,3 +209,14 @@ def test_guided_sampling_uses_the_null_condition(clip):
 
     guided, plain, uncond = run(3.0), run(1.0), run(0.0)
     assert (guided - plain).abs().max() > 1e-3 and (plain - uncond).abs().max() > 1e-3
+
+
+def test_analytic_reader_reads_true_renders():
+    from unclip.lit.decoder_quality import analytic_correct, answers
+
+    batch = render_batch("test", range(12))
+    single = [i for i, m in enumerate(batch["meta"]) if len(m["objects"]) == 1]
+    truth = answers([batch["meta"][i] for i in single])
+    assert analytic_correct(batch["image"][single], truth).all()
+    wrong = (truth + 1) % len(COLOR_SHAPE_PROMPTS)
+    assert not analytic_correct(batch["image"][single], wrong).any()

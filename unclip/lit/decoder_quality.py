@@ -8,6 +8,8 @@ next to the same figures for the real images at the decoder's resolution (the ce
 - ``accuracy``: fraction of samples whose colour+shape the reader gets right;
 - ``cosine``: mean cosine between the CLIP embedding of each sample and its conditioning
   embedding;
+- ``analytic_accuracy``: the same question put to the CLIP-free analytic reader
+  (``unclip.eval.reader``): exactly one object, of the source's colour and shape;
 - with an upsampler: the same at its resolution, and ``agreement``, the fraction of samples
   whose reading is unchanged by upsampling.
 
@@ -28,6 +30,7 @@ import torch.nn.functional as F
 
 from unclip.clip.zero_shot import COLOR_SHAPE_PROMPTS
 from unclip.data.shapes import single_caption
+from unclip.eval.reader import read_batch
 from unclip.lit.decoder import DecoderModule, load_decoder, resize
 
 
@@ -61,15 +64,29 @@ def answers(metas: Sequence[Mapping[str, Any]]) -> torch.Tensor:
     return torch.tensor(out)
 
 
+def analytic_correct(images: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Whether the analytic reader (``unclip.eval.reader``) sees exactly one object, of the
+    true colour+shape, in each image (a second, CLIP-free opinion)."""
+    out = []
+    for objects, answer in zip(read_batch(images.float().cpu()), truth.tolist(), strict=True):
+        out.append(len(objects) == 1 and objects[0].color is not None
+                   and objects[0].shape is not None
+                   and single_caption(objects[0].color, objects[0].shape)
+                   == COLOR_SHAPE_PROMPTS[answer])
+    return torch.tensor(out)
+
+
 def figures(
     reader: ColorShapeReader, images: torch.Tensor, cond: torch.Tensor, truth: torch.Tensor
 ) -> tuple[dict[str, float], torch.Tensor]:
-    """``{accuracy, cosine}`` of images against their conditioning embeddings; the readings."""
+    """``{accuracy, cosine, analytic_accuracy}`` of images against their conditioning
+    embeddings, and the CLIP readings."""
     emb = reader.embed(images)
     reading = reader.read(emb)
     cosine = F.cosine_similarity(emb, cond.to(emb.device).float(), dim=-1)
     return {"accuracy": (reading == truth).float().mean().item(),
-            "cosine": cosine.mean().item()}, reading
+            "cosine": cosine.mean().item(),
+            "analytic_accuracy": analytic_correct(images, truth).float().mean().item()}, reading
 
 
 @torch.no_grad()
