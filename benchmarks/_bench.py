@@ -443,3 +443,14 @@ def train_op(cmd: dict[str, Any], step: Callable[[], Any], device: torch.device,
     if op != "train":
         raise ValueError(f"unknown op {op!r}")
     return measure(step, device, memory, cmd["steps"], cmd["warmup"], items)
+
+
+def goal_rows(best: dict[str, float], plain: str) -> list[tuple[str, list[str]]]:
+    """The goal lines to print: the code as it is (``plain``), and with every variant
+    (``--compile``, ``--patch``) when some were measured."""
+    variants = [k for k in best if k.startswith(plain) and k != plain]
+    rows = [("ours as is", [plain])] if plain in best else []
+    if variants:
+        rows.append(("ours incl. " + ", ".join(k[len(plain):].strip() for k in variants),
+                     [*([plain] if plain in best else []), *variants]))
+    return rows
