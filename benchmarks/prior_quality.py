@@ -8,7 +8,8 @@ Prints one row per (sampler, steps, best_of) with the mean over the held-out sam
 cos(pred, true), the baseline cos(text, true), cos(pred, unrelated caption's image), top-1
 retrieval of the true image among each batch, and the same-caption ceiling (cosine between the
 true embedding and the mean training embedding of its caption), with pred/ceiling on the
-samples whose caption occurs in training. Also the wall time per sample. Seeded: reruns repeat.
+samples whose caption occurs in training. Also the wall time per sample, and for reference what a
+perfect sampler scores: cos(true, a random training embedding of the same caption). Seeded.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from unclip.data.embeddings import EmbeddingDataModule
 from unclip.lit.prior import load_prior
-from unclip.lit.prior_metrics import CaptionMeans, prior_metrics
+from unclip.lit.prior_metrics import CaptionMeans, ceiling_cosine, prior_metrics
 
 # (sampler, steps): the paper's DDPM-64, and fast deterministic samplers at 10 and 20 steps
 DEFAULT_RUNS = ["ddpm:64", "ddim:10", "ddim:20", "dpmpp_2m:10", "dpmpp_2m:20"]
@@ -65,6 +66,28 @@ def evaluate(prior, batches, sampler: str, steps: int, best_of: int, means, seed
     return out
 
 
+def evaluate_ceiling(batches: list[dict], means: dict[str, torch.Tensor]) -> float:
+    """Mean same-caption ceiling over the held-out samples whose caption occurs in training."""
+    values = [ceiling_cosine(b["image_emb"], b["caption"], means)[0] for b in batches]
+    v = torch.cat(values)
+    return float(v[~v.isnan()].mean())
+
+
+def oracle_cosine(batches: list[dict], bank: dict[str, list[torch.Tensor]],
+                  seed: int = 0) -> float:
+    """Mean cos(true, a random training embedding of the same caption): what a perfect sampler
+    of p(z_i | caption) scores (samples spread around the ceiling's mean embedding)."""
+    g = torch.Generator().manual_seed(seed)
+    values = []
+    for batch in batches:
+        for emb, caption in zip(batch["image_emb"], batch["caption"], strict=True):
+            rows = bank.get(caption)
+            if rows:
+                j = int(torch.randint(len(rows), (1,), generator=g))
+                values.append(float(torch.nn.functional.cosine_similarity(emb, rows[j], dim=0)))
+    return sum(values) / len(values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", required=True, type=Path)
@@ -92,12 +115,21 @@ def main() -> None:
     train_loader = EmbeddingDataModule(
         val_shards=str(args.embeddings / "train" / "*.tar"), val_batch_size=1024, num_workers=0
     ).val_dataloader()
-    means = CaptionMeans.from_batches(train_loader).means()
+    acc, bank = CaptionMeans(), defaultdict(list)
+    for batch in train_loader:
+        acc.update(batch["image_emb"], batch["caption"])
+        for emb, caption in zip(batch["image_emb"], batch["caption"], strict=True):
+            bank[caption].append(emb)
+    means = acc.means()
     batches = held_out_batches(data, args.split, args.limit)
     n = sum(len(b["caption"]) for b in batches)
     print(f"# prior {args.ckpt}")
     print(f"# {n} {args.split} samples, {len(means)} training captions "
           f"({time.perf_counter() - t0:.1f} s to read)")
+    oracle = oracle_cosine(batches, bank)
+    ceiling = evaluate_ceiling(batches, means)
+    print(f"# same-caption ceiling {ceiling:.4f}; a perfect sampler (random training embedding "
+          f"of the caption) scores {oracle:.4f} = {oracle / ceiling:.3f} of it")
     cols = ["cos_pred_true", "cos_text_true", "cos_pred_unrelated", "top1_pred", "top1_text",
             "cos_pred_true_known", "cos_ceiling"]
     head = ["sampler", "steps", "best_of", "guidance", *cols, "pred/ceiling", "ms/sample"]
