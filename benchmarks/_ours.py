@@ -177,7 +177,7 @@ def manual_step_fn(module: pl.LightningModule, batch: Mapping[str, Any], device:
     from _bench import autocast
 
     module.to(device).train()
-    batch = to_device(batch, device)
+    batch = to_device(module.on_before_batch_transfer(batch, 0), device)  # e.g. the prior's cut
     opt = module.configure_optimizers()
     opt = opt["optimizer"] if isinstance(opt, dict) else opt
     clip = trainer_config()["gradient_clip_val"]

@@ -6,7 +6,7 @@ in B, then in A... The speed-up is the median over rounds of B's rate over the m
 rounds on either side of it, a paired figure that a shared machine's drifting load cancels out
 of::
 
-    python benchmarks/ab_patch.py --patch attention_math_cpu [--stage prior] [--rounds 10]
+    python benchmarks/ab_patch.py --patch foreach_adamw [--stage prior] [--rounds 10]
 """
 
 from __future__ import annotations

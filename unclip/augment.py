@@ -53,6 +53,16 @@ def noise_augment(
         raise ValueError(f"level must have shape ({x.shape[0]},), got {tuple(level.shape)}")
     if bool((level < 0).any()) or bool((level > 1).any()):
         raise ValueError("augmentation levels must lie in [0, 1]")
+    return _noise(x, level, diffusion, generator)
+
+
+def _noise(
+    x: torch.Tensor,
+    level: torch.Tensor,
+    diffusion: GaussianDiffusion,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """:func:`noise_augment` without its checks, which read the levels on the host (a GPU sync)."""
     eps = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
     return diffusion.q_sample(x, level.to(x.device), eps).to(x.dtype)
 
@@ -99,7 +109,7 @@ class LowResAugment:
             blurred = gaussian_blur(low_res, self.blur_kernel, self.blur_sigma)
             low_res = torch.where(rows[:, None, None, None], blurred, low_res)
         level = self.max_level * torch.rand(b, generator=generator, device=device)
-        return noise_augment(low_res, level, diffusion, generator), level
+        return _noise(low_res, level, diffusion, generator), level  # levels in range by draw
 
     def sample(
         self,

@@ -1,19 +1,26 @@
-"""Check a composed Hydra config against the signatures of its ``_target_`` callables.
+"""Check a composed Hydra config at start-up: keys, types, value ranges, output directories.
 
 Every node with a ``_target_`` is a schema by construction: the callable's signature says which
-keys exist, and its annotations say their types (``Literal[...]`` gives the allowed values). This
-check runs at start-up, before any data is read or model built, so a misspelled or unknown key, a
-wrong type or a value outside a ``Literal`` fails at once with the key's full path and the
-allowed names or values.
+keys exist, and its annotations say their types (``Literal[...]`` gives the allowed values).
+Numbers anywhere in the config are checked against :data:`RANGES` (a learning rate > 0, a
+probability in [0, 1], a batch size >= 1, ...), and every output directory must be writable.
+This runs at start-up, before any data is read or model built, so a misspelled or unknown key, a
+wrong type, a value out of range or an unwritable output directory fails at once with the key's
+full path and the allowed names, values or range.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
+import math
+import os
 import types
 import typing
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from hydra.utils import get_object
@@ -82,6 +89,12 @@ def _type_ok(value: Any, hint: Any) -> tuple[bool, str]:
     return True, ""  # containers, tensors, modules...: leave to the callable
 
 
+def _hint_name(hint: Any) -> str:
+    if hint is inspect.Parameter.empty:
+        return "any type"
+    return getattr(hint, "__name__", None) if isinstance(hint, type) else str(hint)
+
+
 def check_node(path: str, node: DictConfig) -> None:
     """Check one ``_target_`` node's keys and plain values against its callable."""
     target_name = node._target_
@@ -117,16 +130,207 @@ def check_node(path: str, node: DictConfig) -> None:
             continue
         if value is None and params[key].default is None:
             continue
-        ok, expected = _type_ok(value, hints.get(key, params[key].annotation))
+        hint = hints.get(key, params[key].annotation)
+        ok, expected = _type_ok(value, hint)
+        if not ok and value is None:
+            raise ConfigError(f"config key '{full}' is null but {target_name} needs a value "
+                              f"({_hint_name(hint)}; an interpolation that resolved to null?)")
         if not ok:
             raise ConfigError(f"config key '{full}' = {value!r}: expected {expected}")
 
 
-def check_config(cfg: DictConfig, sections: list[str] | None = None) -> None:
-    """Check every ``_target_`` node under ``sections`` (default: the whole config)."""
-    roots = sections if sections is not None else [k for k in cfg.keys() if k != "hydra"]
+@dataclass(frozen=True)
+class Range:
+    """Allowed numbers: ``low``/``high`` bounds (``None``: unbounded), open or closed; ``also``
+    lists special values allowed outside them (Lightning's -1 = unlimited)."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    also: tuple[int, ...] = ()
+
+    def __contains__(self, value: float) -> bool:
+        if value in self.also:
+            return True
+        if self.integer and not isinstance(value, int):
+            return False
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def describe(self) -> str:
+        kind = "an integer" if self.integer else "a number"
+        if self.low is not None and self.high is not None:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            text = f"{kind} in {left}{self.low:g}, {self.high:g}{right}"
+        elif self.low is not None:
+            text = f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+        elif self.high is not None:
+            text = f"{kind} {'<' if self.high_open else '<='} {self.high:g}"
+        else:
+            text = f"a finite {kind.split()[-1]}"
+        return text + "".join(f" or {v}" for v in self.also)
+
+
+POSITIVE = Range(0, low_open=True)
+NON_NEGATIVE = Range(0)
+PROBABILITY = Range(0, 1)
+COUNT = Range(1, integer=True)  # sizes, widths, steps: at least one
+NON_NEGATIVE_INT = Range(0, integer=True)
+
+# Patterns match the key's name (``lr``, ``*_prob``) or, with dots, the end of its path
+# (``trainer.max_steps``); list items are checked under their list's name. The first match wins.
+RANGES: tuple[tuple[str, Range], ...] = (
+    # Lightning's Trainer and callbacks
+    ("trainer.max_steps", Range(1, integer=True, also=(-1,))),
+    ("trainer.max_epochs", Range(1, integer=True, also=(-1,))),
+    ("trainer.min_steps", NON_NEGATIVE_INT),
+    ("trainer.num_nodes", COUNT),
+    ("trainer.accumulate_grad_batches", COUNT),
+    ("trainer.log_every_n_steps", COUNT),
+    ("trainer.val_check_interval", POSITIVE),
+    ("trainer.limit_*_batches", NON_NEGATIVE),
+    ("trainer.num_sanity_val_steps", Range(0, integer=True, also=(-1,))),
+    ("trainer.gradient_clip_val", NON_NEGATIVE),
+    ("save_top_k", Range(-1, integer=True)),
+    ("every_n_train_steps", NON_NEGATIVE_INT),
+    ("decay", PROBABILITY),  # EMA
+    ("update_every_n_steps", COUNT),
+    ("max_consecutive", COUNT),
+    ("refresh_rate", NON_NEGATIVE_INT),
+    # optimisation
+    ("lr", POSITIVE),
+    ("eps", POSITIVE),
+    ("weight_decay", NON_NEGATIVE),
+    ("betas", Range(0, 1, high_open=True)),
+    ("warmup_steps", NON_NEGATIVE_INT),
+    ("total_iters", NON_NEGATIVE_INT),
+    ("start_factor", Range(0, 1, low_open=True)),
+    ("end_factor", PROBABILITY),
+    ("min_ratio", PROBABILITY),
+    ("pct_start", PROBABILITY),
+    ("*div_factor", POSITIVE),
+    ("min_snr_gamma", POSITIVE),
+    # probabilities, fractions, noise levels
+    ("dropout", Range(0, 1, high_open=True)),
+    ("*_prob", PROBABILITY),
+    ("*_fraction", PROBABILITY),
+    ("*_level", PROBABILITY),  # upsampler noise augmentation levels
+    # data
+    ("*batch_size", COUNT),
+    ("num_workers", NON_NEGATIVE_INT),
+    ("shuffle_buffer", NON_NEGATIVE_INT),
+    ("epoch_length", COUNT),
+    ("resolution", COUNT),
+    # networks
+    ("width", COUNT), ("depth", COUNT), ("heads", COUNT), ("text_context", COUNT),
+    ("model_channels", COUNT), ("head_channels", COUNT), ("num_blocks", COUNT),
+    ("channel_mult", COUNT), ("attn_resolutions", COUNT), ("groups", COUNT),
+    ("num_image_tokens", NON_NEGATIVE_INT),
+    ("mlp_ratio", POSITIVE),
+    ("blur_kernel", COUNT),
+    ("blur_sigma", POSITIVE),
+    # diffusion and sampling
+    ("timesteps", COUNT),
+    ("steps", COUNT),
+    ("best_of", COUNT),
+    ("guidance_scale", NON_NEGATIVE), ("guidance", NON_NEGATIVE), ("prior_guidance", NON_NEGATIVE),
+    ("eta", NON_NEGATIVE),
+    ("num_val_samples", NON_NEGATIVE_INT),
+    ("loss_buckets", COUNT),
+    ("ceiling_batches", NON_NEGATIVE_INT),
+    ("interpolate.frames", Range(2, integer=True)),
+    ("n", COUNT),
+    # evaluation
+    ("num_samples", COUNT), ("images_per_prompt", COUNT),
+    ("kid_subset_size", COUNT), ("kid_subsets", COUNT),
+)
+
+# Keys naming directories a run writes into (checked writable at start-up).
+OUTPUT_DIR_KEYS: tuple[str, ...] = ("output_dir", "dirpath", "save_dir", "default_root_dir")
+
+
+def range_for(path: str) -> Range | None:
+    """The :data:`RANGES` rule for a dotted key path (list indices dropped), if any."""
+    parts = path.split(".")
+    for pattern, rule in RANGES:
+        depth = pattern.count(".") + 1
+        if len(parts) >= depth and fnmatchcase(".".join(parts[-depth:]), pattern):
+            return rule
+    return None
+
+
+def _iter_values(node: Any, path: str) -> Iterator[tuple[str, Any]]:
+    """``(path, value)`` of every leaf; list items under their list's path, ``hydra`` skipped."""
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            if key == "hydra" or OmegaConf.is_missing(node, key):
+                continue
+            try:
+                value = node[key]
+            except Exception:  # an interpolation that only resolves at run time
+                continue
+            yield from _iter_values(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, ListConfig):
+        for item in node:
+            yield from _iter_values(item, path)
+    else:
+        yield path, node
+
+
+def check_ranges(cfg: DictConfig, roots: list[str]) -> None:
+    """Every number whose key has a :data:`RANGES` rule lies in that range."""
     for section in roots:
-        if section not in cfg or cfg[section] is None:
-            continue
+        for path, value in _iter_values(cfg[section], section):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            rule = range_for(path)
+            if rule is not None and value not in rule:
+                raise ConfigError(f"config key '{path}' = {value!r} is out of range: expected "
+                                  f"{rule.describe()}")
+
+
+def check_output_dirs(cfg: DictConfig, roots: list[str]) -> None:
+    """Every output directory (:data:`OUTPUT_DIR_KEYS`) exists writable or can be created.
+
+    Nothing is created here: the nearest existing ancestor must be a writable directory.
+    """
+    for section in roots:
+        for path, value in _iter_values(cfg[section], section):
+            if path.rsplit(".", 1)[-1] not in OUTPUT_DIR_KEYS or not isinstance(value, str):
+                continue
+            if "://" in value:  # remote logger/checkpoint locations: not checked here
+                continue
+            problem = _unwritable(Path(value))
+            if problem:
+                raise ConfigError(f"output directory '{path}' = {value!r} cannot be written: "
+                                  f"{problem}")
+
+
+def _unwritable(directory: Path) -> str | None:
+    """Why ``directory`` cannot be written or created, or ``None``."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "it" if existing == directory else f"its parent {existing}"
+        return f"{what} is not writable by this user (uid {os.getuid()})"
+    return None
+
+
+def check_config(cfg: DictConfig, sections: list[str] | None = None) -> None:
+    """Check ``_target_`` nodes, value ranges and output directories under ``sections``
+    (default: the whole config)."""
+    roots = sections if sections is not None else [k for k in cfg.keys() if k != "hydra"]
+    roots = [s for s in roots if s in cfg and cfg[s] is not None]
+    for section in roots:
         for path, node in _iter_target_nodes(cfg[section], section):
             check_node(path, node)
+    check_ranges(cfg, roots)
+    check_output_dirs(cfg, roots)

@@ -230,3 +230,30 @@ def test_upsampler_requires_low_res():
 def test_bad_configs_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         make_net(**kwargs)
+
+
+def test_context_mask_only_with_caption_tokens():
+    """Image tokens are always real: without captions the attention gets no mask at all (a mask
+    of ones only costs; on CUDA it rules out the flash kernel)."""
+    from unclip.models.unet_conditioning import DecoderConditioner
+
+    inp = inputs()
+    image_only = DecoderConditioner(32, 16, image_emb_dim=D, num_image_tokens=4).eval()
+    cond = image_only(B, inp["image_emb"])
+    assert cond.context.shape == (B, 4, 16) and cond.context_mask is None
+    both = DecoderConditioner(32, 16, image_emb_dim=D, num_image_tokens=4,
+                              text_token_dim=W).eval()
+    cond = both(B, inp["image_emb"], inp["text_tokens"], inp["text_mask"])
+    assert cond.context.shape == (B, 4 + L, 16)
+    assert torch.equal(cond.context_mask[:, :4], torch.ones(B, 4, dtype=torch.bool))
+    assert torch.equal(cond.context_mask[:, 4:], inp["text_mask"])
+
+
+def test_attention_without_mask_equals_a_mask_of_ones():
+    from unclip.models.unet_blocks import AttentionBlock
+
+    torch.manual_seed(0)
+    block = randomize(AttentionBlock(32, head_channels=16, context_dim=8, groups=8))
+    x, context = torch.randn(2, 32, 4, 4), torch.randn(2, 5, 8)
+    ones = torch.ones(2, 5, dtype=torch.bool)
+    torch.testing.assert_close(block(x, context, None), block(x, context, ones))

@@ -56,7 +56,7 @@ def test_benchmark_quick(script, expect):
 def test_ab_patch_runs():
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "ab_patch.py"), "--stage", "prior",
-         "--patch", "prior_attention_math_cpu", "--batch", "16", "--rounds", "1", "--steps",
+         "--patch", "foreach_adamw", "--batch", "16", "--rounds", "1", "--steps",
          "1", "--threads", "1"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "paired B/A" in proc.stdout

@@ -42,6 +42,7 @@ from unclip.clip import FrozenCLIP, check_same_clip, load_identity
 from unclip.clip.embedding_stats import EmbeddingStats
 from unclip.data.image_caption import read_caption, read_meta
 from unclip.data.robust import SkipCounter, SkipSample
+from unclip.data.shapes.writer import gnu_tar_writer
 from unclip.data.shards import count_samples, expand_shards
 from unclip.data.transforms import IMAGE_KEYS, images_to_tensor, load_image
 
@@ -125,7 +126,7 @@ def _write_shard(clip: FrozenCLIP, url: str, out: Path, *, resolution: int, with
     tmp = out.with_name(out.name + TMP_SUFFIX)
     count = 0
     try:
-        with wds.TarWriter(str(tmp)) as writer:
+        with gnu_tar_writer(tmp) as writer:
             for batch in _batches(url, resolution, with_images, batch_size, counter):
                 arrays = encode_batch(clip, batch, autocast)
                 for i, s in enumerate(batch):

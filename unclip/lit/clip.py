@@ -56,6 +56,16 @@ def open_clip_state_dict(lightning_state_dict: dict[str, torch.Tensor]) -> dict[
     }
 
 
+def vision_positional_embedding(model: torch.nn.Module) -> torch.nn.Parameter:
+    """The positional embedding of an open_clip vision tower (ViT or ModifiedResNet)."""
+    visual = model.visual
+    owner = getattr(visual, "attnpool", None) or visual
+    embedding = getattr(owner, "positional_embedding", None)
+    if not isinstance(embedding, torch.nn.Parameter):
+        raise ValueError(f"{type(visual).__name__} has no positional embedding to re-initialise")
+    return embedding
+
+
 class CLIPModule(pl.LightningModule):
     """Contrastive training of an open_clip CLIP.
 
@@ -75,6 +85,12 @@ class CLIPModule(pl.LightningModule):
         mirror_fraction: share of each batch replaced by mirrored copies with swapped spatial
             words (:mod:`unclip.clip.mirror`); 0 turns it off.
         max_logit_scale: the learned temperature is clamped to ``[0, ln max_logit_scale]``.
+        position_init_std: when training from scratch, re-initialise the vision tower's
+            positional embedding (ResNet attention pool, or ViT tokens) with this std. The
+            default init (``1/sqrt(width)``) makes the pooled embedding nearly blind to where
+            things are, and mirrored hard negatives then sit at a saddle that takes long to
+            leave; a scale like the features' lets position reach the loss from step one.
+            null: open_clip's init.
         bn_recalibration_batches: for vision towers with BatchNorm (ResNets): the last this many
             training batches are kept and the BatchNorm statistics recomputed from them at the
             current weights before each validation and before release (running averages lag
@@ -96,6 +112,7 @@ class CLIPModule(pl.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         mirror_fraction: float = 0.0,
         max_logit_scale: float = 100.0,
+        position_init_std: float | None = None,
         bn_recalibration_batches: int = 8,
         export_path: str | None = None,
         zero_shot: bool = True,
@@ -125,12 +142,16 @@ class CLIPModule(pl.LightningModule):
                 "weight_decay": float(weight_decay),
                 "mirror_fraction": float(mirror_fraction),
                 "max_logit_scale": float(max_logit_scale),
+                "position_init_std": position_init_std,
                 "bn_recalibration_batches": int(bn_recalibration_batches),
                 "export_path": export_path,
                 "zero_shot": bool(zero_shot),
             }
         )
         self.module = open_clip.create_model(model_name, pretrained=pretrained, output_dict=True)
+        if position_init_std is not None and pretrained is None:
+            with torch.no_grad():
+                vision_positional_embedding(self.module).normal_(0.0, position_init_std)
         self.tokenizer = open_clip.get_tokenizer(model_name)
         self.preprocess_cfg = dict(open_clip.get_model_preprocess_cfg(self.module))
         self.context_length = int(self.module.context_length)

@@ -24,6 +24,17 @@ def bucket_losses(loss: torch.Tensor, t: torch.Tensor, buckets: int) -> dict[str
     return out
 
 
+def bucket_means(loss: torch.Tensor, t: torch.Tensor, buckets: int) -> dict[str, torch.Tensor]:
+    """:func:`bucket_losses` without host reads (no GPU sync): every bucket has a key, and an
+    empty bucket's mean is NaN (odds 0.75^B with 4 buckets: 1e-4 at B = 32)."""
+    index = (t.detach().float() * buckets).long().clamp_(0, buckets - 1)
+    values = loss.detach().float()
+    sums = values.new_zeros(buckets).index_add_(0, index, values)
+    counts = values.new_zeros(buckets).index_add_(0, index, torch.ones_like(values))
+    means = sums / counts
+    return {f"t{i / buckets:.2f}-{(i + 1) / buckets:.2f}": means[i] for i in range(buckets)}
+
+
 def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     """Images in [-1, 1] -> [0, 1] float32 for saving and display."""
     return ((images.detach().float().cpu() + 1) / 2).clamp_(0, 1)

@@ -26,7 +26,7 @@ from unclip.data.shards import expand_shards, shard_directory
 from unclip.diffusion import GaussianDiffusion, sample
 from unclip.embedding_norm import EmbeddingNorm
 from unclip.lit.prior_metrics import CaptionMeans, cosine, prior_metrics
-from unclip.models.prior_transformer import PriorTransformer
+from unclip.models.prior_transformer import PriorTransformer, trim_padding
 
 DEFAULT_SAMPLING = {
     "sampler": "ddpm",
@@ -246,18 +246,36 @@ class PriorModule(pl.LightningModule):
         with torch.no_grad():
             enc = clip.encode_text(list(batch["caption"]))
             image_emb = clip.encode_image(batch["image"])
+        tokens, mask = trim_padding(enc.tokens, enc.mask)  # once per batch, as for shards
         return {
             **batch,
             "image_emb": image_emb.float(),
             "text_emb": enc.pooled.float(),
-            "text_tokens": enc.tokens,
-            "text_mask": enc.mask,
+            "text_tokens": tokens,
+            "text_mask": mask,
         }
 
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Cut the caption padding that no row of the batch uses, on the host (no GPU sync)."""
+        if isinstance(batch, Mapping) and "text_tokens" in batch and "text_mask" in batch:
+            tokens, mask = trim_padding(batch["text_tokens"], batch["text_mask"])
+            batch = {**batch, "text_tokens": tokens, "text_mask": mask}
+        return batch
+
     def condition(
-        self, text_emb: torch.Tensor, text_tokens: torch.Tensor, text_mask: torch.Tensor
+        self,
+        text_emb: torch.Tensor,
+        text_tokens: torch.Tensor,
+        text_mask: torch.Tensor,
+        trim: bool = True,
     ) -> dict[str, torch.Tensor]:
-        """The network's keyword conditioning from raw CLIP text outputs."""
+        """The network's keyword conditioning from raw CLIP text outputs.
+
+        ``trim`` cuts the padding no row uses (:func:`trim_padding`, one host read); training
+        and validation batches were cut before they reached the device.
+        """
+        if trim:
+            text_tokens, text_mask = trim_padding(text_tokens, text_mask)
         return {
             "text_emb": self.text_norm.normalize(text_emb),
             "text_tokens": text_tokens,
@@ -268,7 +286,7 @@ class PriorModule(pl.LightningModule):
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         b = self.embed_batch(batch)
         x0 = self.image_norm.normalize(b["image_emb"])
-        cond = self.condition(b["text_emb"], b["text_tokens"], b["text_mask"])
+        cond = self.condition(b["text_emb"], b["text_tokens"], b["text_mask"], trim=False)
         loss, _ = self.diffusion.training_loss(self.net, x0, cond)
         loss = loss.mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=len(x0))
@@ -347,7 +365,7 @@ class PriorModule(pl.LightningModule):
         size = len(b["image_emb"])
         gen = self._val_generator(batch_idx)
         x0 = self.image_norm.normalize(b["image_emb"])
-        cond = self.condition(b["text_emb"], b["text_tokens"], b["text_mask"])
+        cond = self.condition(b["text_emb"], b["text_tokens"], b["text_mask"], trim=False)
         loss, _ = self.diffusion.training_loss(self.net, x0, cond, generator=gen)
         self.log("val/loss", loss.mean(), prog_bar=True, batch_size=size, sync_dist=True)
         if not self.hparams["val_sample"]:

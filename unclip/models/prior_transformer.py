@@ -12,12 +12,30 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from unclip.models.layers import TimestepEmbedder, drop_mask
+from unclip.models.layers import TimestepEmbedder, attention, drop_mask
 
 N_FIXED = 4  # text embedding, timestep, noised image embedding, query
+
+
+def trim_padding(
+    text_tokens: torch.Tensor, text_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut the trailing positions that are padding in every row (at least one stays).
+
+    Exact for :class:`PriorTransformer`: padding is never attended to and the fixed tokens
+    follow the text. The length is read on the host (one sync on a GPU), so callers do it once
+    per batch: ``PriorModule`` before the batch reaches the device, and once per sampling call.
+    """
+    length = text_mask.shape[1]
+    if length == 0:
+        return text_tokens, text_mask
+    positions = torch.arange(1, length + 1, device=text_mask.device)
+    keep = max(int((positions * text_mask.bool().any(0)).max()), 1)
+    if keep == length:
+        return text_tokens, text_mask
+    return text_tokens[:, :keep], text_mask[:, :keep]
 
 
 class PriorTextConditioner(nn.Module):
@@ -61,7 +79,7 @@ class PriorTextConditioner(nn.Module):
 
 
 class PriorBlock(nn.Module):
-    """Pre-LN transformer block (2002.04745) with PyTorch scaled-dot-product attention."""
+    """Pre-LN transformer block (2002.04745) with :func:`unclip.models.layers.attention`."""
 
     def __init__(self, width: int, heads: int, mlp_ratio: float, dropout: float) -> None:
         super().__init__()
@@ -82,11 +100,11 @@ class PriorBlock(nn.Module):
         """``x`` (B,S,width); ``attn_mask`` (B,1,S,S) bool, True where attention is allowed."""
         b, s, w = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, s, 3, self.heads, w // self.heads).unbind(2)
-        a = F.scaled_dot_product_attention(
+        a = attention(
             q.transpose(1, 2),
             k.transpose(1, 2),
             v.transpose(1, 2),
-            attn_mask=attn_mask,
+            attn_mask,
             dropout_p=self.dropout if self.training else 0.0,
         )
         x = x + self.out(a.transpose(1, 2).reshape(b, s, w))
@@ -183,17 +201,14 @@ class PriorTransformer(nn.Module):
         text_mask: torch.Tensor,
         cond_drop: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final hidden states ``(B, L'+4, width)`` of the whole sequence, and its key mask.
+        """Final hidden states ``(B, L+4, width)`` of the whole sequence, and its key mask.
 
-        ``L'`` <= L: trailing positions that are padding in every row are cut first; this is
-        exact, since padding is never attended to and the fixed tokens follow the text.
+        Padding costs compute but changes nothing: cut it once per batch with
+        :func:`trim_padding` (no host read happens here, so a step never waits for the GPU).
         """
         self._check_inputs(x_t, t, text_emb, text_tokens, text_mask, cond_drop)
-        real = text_mask.any(0).nonzero()
-        length = int(real.max()) + 1 if real.numel() else 1
-        tokens, mask, emb, _ = self.cond(
-            text_emb, text_tokens[:, :length], text_mask[:, :length], cond_drop
-        )
+        length = text_tokens.shape[1]
+        tokens, mask, emb, _ = self.cond(text_emb, text_tokens, text_mask, cond_drop)
 
         dtype = tokens.dtype
         fixed = torch.stack(

@@ -3,7 +3,7 @@
 Layouts follow openai/guided-diffusion (ADM, 2105.05233) and GLIDE (2112.10741): residual blocks
 with scale-shift normalisation by the conditioning embedding, BigGAN-style up/down-sampling
 residual blocks, and attention whose keys/values are the spatial positions *and* the context
-tokens (self- and cross-attention in one scaled-dot-product attention call). Every block works on
+tokens (self- and cross-attention in one attention call). Every block works on
 (B, C, H, W) tensors and is channels_last friendly: attention reads its input as (B, H*W, C)
 without a copy when the input is channels_last.
 """
@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from unclip.models.layers import attention
 
 
 class GroupNorm32(nn.GroupNorm):
@@ -100,9 +102,9 @@ class AttentionBlock(nn.Module):
     """Multi-head attention over spatial positions plus optional context tokens (GLIDE).
 
     Queries come from the normalised feature map; keys and values from the feature map
-    concatenated with the context tokens' own key/value projection, so one
-    ``scaled_dot_product_attention`` call does self- and cross-attention. ``context_mask`` (B, L)
-    marks real context tokens; spatial keys are always attended.
+    concatenated with the context tokens' own key/value projection, so one attention call
+    (:func:`~unclip.models.layers.attention`) does self- and cross-attention. ``context_mask``
+    (B, L) marks real context tokens (None: all are); spatial keys are always attended.
     """
 
     def __init__(
@@ -141,6 +143,6 @@ class AttentionBlock(nn.Module):
                 spatial = context_mask.new_ones(b, height * width)
                 mask = torch.cat([spatial, context_mask], dim=1)[:, None, None, :]
         q, k, v = (z.unflatten(-1, (self.heads, -1)).transpose(1, 2) for z in (q, k, v))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # softmax(QK^T/sqrt(d))V
+        out = attention(q, k, v, mask)  # softmax(QK^T/sqrt(d))V
         out = self.proj(out.transpose(1, 2).reshape(b, height * width, c))
         return x + out.reshape(b, height, width, c).permute(0, 3, 1, 2)

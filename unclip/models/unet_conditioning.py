@@ -23,7 +23,7 @@ class Conditioning(NamedTuple):
 
     emb: torch.Tensor | None  # (B, emb_dim) added to the timestep embedding
     context: torch.Tensor | None  # (B, L, context_dim)
-    context_mask: torch.Tensor | None  # (B, L) bool, True = real token
+    context_mask: torch.Tensor | None  # (B, L) bool, True = real token; None: all are real
 
 
 class DecoderConditioner(nn.Module):
@@ -97,7 +97,7 @@ class DecoderConditioner(nn.Module):
         device = device or next(self.parameters(), torch.empty(0)).device
         self._check(batch, image_emb, text_tokens, text_mask, cond_drop)
         drop_image, drop_text = self.drop_masks(batch, cond_drop, device)
-        emb, tokens, masks = None, [], []
+        emb, tokens, mask = None, [], None
         if self.image_emb_dim:
             if image_emb is None:  # allowed only when every row is dropped (checked above)
                 z = self.null_image.expand(batch, -1)
@@ -108,16 +108,22 @@ class DecoderConditioner(nn.Module):
             emb = self.image_to_emb(z)
             if self.num_image_tokens:
                 tokens.append(self.image_to_tokens(z).unflatten(-1, (self.num_image_tokens, -1)))
-                k = self.num_image_tokens
-                masks.append(torch.ones(batch, k, dtype=torch.bool, device=device))
         if self.text_token_dim:
             text, mask = self._text_context(batch, text_tokens, text_mask, drop_text, device)
             tokens.append(text)
-            masks.append(mask)
         if not tokens:
             return Conditioning(emb, None, None)
         context = self.context_norm(torch.cat([t.to(tokens[0].dtype) for t in tokens], dim=1))
-        return Conditioning(emb, context, torch.cat(masks, dim=1))
+        return Conditioning(emb, context, self._context_mask(mask, context.shape[1]))
+
+    @staticmethod
+    def _context_mask(text_mask: torch.Tensor | None, length: int) -> torch.Tensor | None:
+        """The (B, length) mask of image tokens (all real) then caption tokens; None without
+        captions: a mask of ones only costs (on CUDA it rules out the flash kernel)."""
+        if text_mask is None:
+            return None
+        image = text_mask.new_ones(text_mask.shape[0], length - text_mask.shape[1])
+        return torch.cat([image, text_mask], dim=1)
 
     def _text_context(
         self,

@@ -128,6 +128,31 @@ def clip_from_identity(identity: Mapping[str, Any], clip: ClipSpec = None) -> Fr
     return clip
 
 
+def stage_paths(
+    prior: str | Path, decoder: str | Path, upsamplers: Sequence[str | Path] = ()
+) -> dict[str, Path]:
+    """``{"prior": ..., "decoder": ..., "upsampler<k>": ...}`` in chain order."""
+    paths = {"prior": Path(prior), "decoder": Path(decoder)}
+    paths.update({f"upsampler{k}": Path(p) for k, p in enumerate(upsamplers)})
+    return paths
+
+
+def load_stage_modules(
+    paths: Mapping[str, Path], device: str | torch.device = "cpu"
+) -> dict[str, PriorModule | DecoderModule]:
+    """Load every stage of :func:`stage_paths` and check that they fit together (no CLIP)."""
+    _check_files(paths)
+    modules = {stage: load_stage(stage, path, device) for stage, path in paths.items()}
+    described = [(f"the {stage} checkpoint {paths[stage]}", m.hparams["clip_identity"])
+                 for stage, m in modules.items()]
+    check_same_clip_models(described)
+    chain = [(f"the {s} checkpoint {paths[s]}", m) for s, m in modules.items() if s != "prior"]
+    check_resolutions(chain)
+    if not modules["prior"].hparams["clip_identity"]:
+        raise CheckpointLoadError(f"the prior checkpoint {paths['prior']} records no CLIP identity")
+    return modules
+
+
 def load_stages(
     prior: str | Path,
     decoder: str | Path,
@@ -136,19 +161,9 @@ def load_stages(
     device: str | torch.device = "cpu",
 ) -> tuple[FrozenCLIP, PriorModule, DecoderModule, list[DecoderModule], list[CheckpointRecord]]:
     """Load, check and return ``(clip, prior, decoder, upsamplers, records)``."""
-    paths = {"prior": Path(prior), "decoder": Path(decoder)}
-    paths.update({f"upsampler{k}": Path(p) for k, p in enumerate(upsamplers)})
-    _check_files(paths)
-    modules = {stage: load_stage(stage, path, device) for stage, path in paths.items()}
-    described = [(f"the {stage} checkpoint {paths[stage]}", m.hparams["clip_identity"])
-                 for stage, m in modules.items()]
-    check_same_clip_models(described)
-    chain = [(f"the {s} checkpoint {paths[s]}", m) for s, m in modules.items() if s != "prior"]
-    check_resolutions(chain)
-    identity = modules["prior"].hparams["clip_identity"]
-    if not identity:
-        raise CheckpointLoadError(f"the prior checkpoint {paths['prior']} records no CLIP identity")
-    clip_model = clip_from_identity(identity, clip).to(device)
+    paths = stage_paths(prior, decoder, upsamplers)
+    modules = load_stage_modules(paths, device)
+    clip_model = clip_from_identity(modules["prior"].hparams["clip_identity"], clip).to(device)
     records = [CheckpointRecord(s, str(p.resolve()), file_sha256(p)) for s, p in paths.items()]
     ups = [modules[f"upsampler{k}"] for k in range(len(upsamplers))]
     return clip_model, modules["prior"], modules["decoder"], ups, records

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import tarfile
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -28,9 +29,20 @@ from .scene import SPLITS, sample_scene, sample_seed
 
 GENERATOR_VERSION = 1  # bump when the same seed would give different samples
 SHARD_PATTERN = "shapes-%06d.tar"
-# Fixed member timestamps (2000-01-01) make the tar bytes reproducible; an int, because a float
-# mtime costs every member a PAX header, which doubles the time Python's tarfile takes to read.
+# Fixed member timestamps (2000-01-01) make the tar bytes reproducible.
 TAR_MTIME = 946684800
+
+
+def gnu_tar_writer(path: str | os.PathLike, **kwargs) -> wds.TarWriter:
+    """A ``wds.TarWriter`` on ``path`` that writes GNU tar headers.
+
+    webdataset leaves Python's default, PAX, which gives every member whose mtime is a float
+    (the writer's default ``time.time()``) an extended header that doubles the time tarfile
+    takes to read a shard; GNU headers never need one (the mtime is stored as whole seconds).
+    """
+    writer = wds.TarWriter(str(path), **kwargs)
+    writer.tarstream.format = tarfile.GNU_FORMAT
+    return writer
 
 
 def make_sample(base_seed: int, split: str, index: int) -> dict:
@@ -60,19 +72,13 @@ class ShardTask:
 
 
 def write_shard(task: ShardTask) -> int:
-    """Write one shard with ``wds.ShardWriter`` under a temporary name, then rename it."""
+    """Write one shard (GNU tar) under a temporary name, then rename it."""
     final = os.path.join(task.directory, SHARD_PATTERN % task.shard)
-    temporary = os.path.join(task.directory, f"{SHARD_PATTERN}.{os.getpid()}.tmp")
-    with wds.ShardWriter(
-        temporary,
-        maxcount=task.stop - task.start,
-        start_shard=task.shard,
-        verbose=0,
-        post=lambda name: os.replace(name, final),
-        mtime=TAR_MTIME,
-    ) as writer:
+    temporary = f"{final}.{os.getpid()}.tmp"
+    with gnu_tar_writer(temporary, mtime=TAR_MTIME) as writer:
         for index in range(task.start, task.stop):
             writer.write(make_sample(task.base_seed, task.split, index))
+    os.replace(temporary, final)
     return task.stop - task.start
 
 
