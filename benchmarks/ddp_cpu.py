@@ -8,7 +8,7 @@ in every configuration. Configurations: 1 process x 1 thread and 2 DDP processes
 (each process its own rank, gradients all-reduced over gloo); ``--with-threads`` adds 1 process
 x 2 threads (the same two cores used by intra-op threads instead of ranks)::
 
-    OMP_NUM_THREADS=1 python benchmarks/ddp_cpu.py [--stages prior decoder] [--steps 12]
+    OMP_NUM_THREADS=1 python benchmarks/ddp_cpu.py [--stages prior decoder] [--steps 12] [--quick]
 
 Samples/s = per-device batch x processes / median step time of rank 0 (steps after warm-up).
 Each configuration runs in a fresh process (the DDP one re-launches itself per rank).
@@ -30,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 CONFIGS = [(1, 1), (2, 1)]  # (processes, threads per process)
 BATCH = {"prior": 256, "decoder": 16}  # per device: the shipped prior batch; a CPU decoder batch
+QUICK_BATCH = {"prior": 16, "decoder": 2}
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=12, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--precision", default="bf16-mixed", help="as configs/trainer/ddp_cpu")
+    parser.add_argument("--quick", action="store_true", help="tiny batches, 2 steps (a smoke run)")
     parser.add_argument("--with-threads", action="store_true", help="also 1 process x 2 threads")
     parser.add_argument("--json", type=Path, help="also write the rows to this file")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -112,7 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         _worker(args)
         return
-    args.batch = dict(BATCH)
+    args.batch = dict(QUICK_BATCH if args.quick else BATCH)
+    if args.quick:
+        args.steps, args.warmup = 2, 1
     load = os.getloadavg()
     print(f"# {os.cpu_count()} CPUs, load {load[0]:.2f}; {args.precision}; "
           f"{args.steps} timed steps after {args.warmup} warm-up; median step time")

@@ -47,6 +47,12 @@ def test_wrong_type_is_reported() -> None:
         check_config(cfg)
 
 
+def test_null_for_a_required_value_says_so() -> None:
+    cfg = OmegaConf.create({"stage": {"_target_": TARGET, "width": None}})
+    with pytest.raises(ConfigError, match=r"'stage\.width' is null but .*Widget needs a value"):
+        check_config(cfg)
+
+
 def test_unimportable_target_is_reported() -> None:
     cfg = OmegaConf.create({"stage": {"_target_": "unclip.nothing.Here"}})
     with pytest.raises(ConfigError, match=r"stage\._target_='unclip.nothing.Here' cannot be"):
@@ -111,6 +117,7 @@ def test_the_project_configs_pass(hydra_cfg, config_name: str, overrides: list[s
         ("train_decoder", "data.num_workers=-1", r"'data\.num_workers' = -1 .*>= 0"),
         ("sample", "sampling.prior.guidance_scale=-2", r"sampling\.prior\.guidance_scale"),
         ("sample", "n=0", r"'n' = 0 .*an integer >= 1"),
+        ("sample", "sampling.upsampler.aug_level=1.5", r"aug_level' = 1\.5 .*in \[0, 1\]"),
     ],
 )
 def test_out_of_range_values_name_the_key_and_the_range(hydra_cfg, config_name: str,

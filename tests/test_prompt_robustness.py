@@ -140,10 +140,6 @@ def test_sample_py_records_odd_prompts_exactly(files: dict[str, Path], tmp_path:
     assert all((tmp_path / "run" / o["file"]).is_file() for o in record["outputs"])
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeEncodeError,
-                   reason="unclip/pipeline/outputs.py write_run writes run.json with "
-                          "ensure_ascii=False: a lone surrogate (how Python decodes invalid "
-                          "UTF-8 in argv) cannot be encoded, after all the sampling is done")
 def test_sample_py_survives_a_lone_surrogate(files: dict[str, Path], tmp_path: Path) -> None:
     prompt = PROMPTS["lone_surrogate"]
     record = _sample_py(files, tmp_path / "run", prompt=prompt)

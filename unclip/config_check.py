@@ -92,7 +92,7 @@ def _type_ok(value: Any, hint: Any) -> tuple[bool, str]:
 def _hint_name(hint: Any) -> str:
     if hint is inspect.Parameter.empty:
         return "any type"
-    return getattr(hint, "__name__", None) if isinstance(hint, type) else str(hint)
+    return hint.__name__ if isinstance(hint, type) else str(hint)
 
 
 def check_node(path: str, node: DictConfig) -> None:
@@ -130,11 +130,12 @@ def check_node(path: str, node: DictConfig) -> None:
             continue
         if value is None and params[key].default is None:
             continue
-        hint = hints.get(key, params[key].annotation)
-        ok, expected = _type_ok(value, hint)
+        annotation = hints.get(key, params[key].annotation)
+        ok, expected = _type_ok(value, annotation)
         if not ok and value is None:
             raise ConfigError(f"config key '{full}' is null but {target_name} needs a value "
-                              f"({_hint_name(hint)}; an interpolation that resolved to null?)")
+                              f"({_hint_name(annotation)}; an interpolation that resolved to "
+                              "null?)")
         if not ok:
             raise ConfigError(f"config key '{full}' = {value!r}: expected {expected}")
 
@@ -219,7 +220,8 @@ RANGES: tuple[tuple[str, Range], ...] = (
     ("dropout", Range(0, 1, high_open=True)),
     ("*_prob", PROBABILITY),
     ("*_fraction", PROBABILITY),
-    ("*_level", PROBABILITY),  # upsampler noise augmentation levels
+    ("low_res.*_level", PROBABILITY),  # upsampler noise augmentation levels
+    ("aug_level", PROBABILITY),
     # data
     ("*batch_size", COUNT),
     ("num_workers", NON_NEGATIVE_INT),

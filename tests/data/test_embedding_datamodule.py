@@ -84,3 +84,17 @@ def test_unknown_pattern_names_it(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"emb-\{0\.\.3\}"):
         dm.setup("fit")
     assert json.dumps(dm.hparams["train_shards"])  # hyper-parameters are saved
+
+
+def test_identity_width_outranks_a_bad_first_sample(tmp_path: Path) -> None:
+    """A wrong-width first sample must not become the width later samples are held to."""
+    samples = [embedding_sample(0, dim=6, image=False)]
+    samples += [embedding_sample(i, image=False) for i in range(1, 5)]
+    (tmp_path / "train").mkdir()
+    write_tar(tmp_path / "train" / "shard-000000.tar", samples)
+    (tmp_path / "train" / "clip_identity.json").write_text(json.dumps({"embed_dim": 8}))
+    dm = EmbeddingDataModule(f"{tmp_path}/train/*.tar", batch_size=2, num_workers=0,
+                             shuffle_buffer=1)
+    assert dm.make_decoder("train").embed_dim == 8
+    keys = [k for batch in dm.train_dataloader() for k in batch["key"]]
+    assert sorted(keys) == sorted(s["__key__"] for s in samples[1:])

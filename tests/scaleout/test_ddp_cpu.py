@@ -36,7 +36,7 @@ def _overrides(stage: str, root: Path) -> list[str]:
         f"{stage}.lr={BASE_LR}",
     ]
     if stage == "prior":  # the explicit option: lr tuned at global batch 4, run at 8 -> x2
-        return [*common, "+lr_scaling={rule: linear, base_batch_size: 4}"]
+        return [*common, "++lr_scaling={rule: linear, base_batch_size: 4}"]
     return [*common, f"decoder.clip_identity={root}/train/clip_identity.json"]
 
 

@@ -188,7 +188,16 @@ class EmbeddingDataModule(ShardDataModule):
         self.save_hyperparameters()
 
     def make_decoder(self, stage: str) -> EmbeddingDecoder:
-        return EmbeddingDecoder(self.with_images, self.resolution, self.embed_dim)
+        return EmbeddingDecoder(self.with_images, self.resolution, self.expected_embed_dim(stage))
+
+    def expected_embed_dim(self, stage: str) -> int | None:
+        """``embed_dim``, else the width in the shards' ``clip_identity.json`` (so one bad first
+        sample cannot set the width every later sample is checked against), else None."""
+        if self.embed_dim is not None:
+            return self.embed_dim
+        identity = self.sidecar("clip_identity.json", stage) or {}
+        width = identity.get("embed_dim")
+        return int(width) if isinstance(width, int) and width > 0 else None
 
     def make_collate(self, stage: str):
         return collate_embeddings

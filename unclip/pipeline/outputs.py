@@ -60,7 +60,9 @@ def write_run(
                       str(staging / TENSORS_NAME))
             full["tensors"] = TENSORS_NAME
             final["tensors"] = out_dir / TENSORS_NAME
-        (staging / RECORD_NAME).write_text(json.dumps(full, indent=2, ensure_ascii=False) + "\n")
+        (staging / RECORD_NAME).write_text(  # utf-8, lone surrogates (bad argv bytes) kept escaped
+            json.dumps(full, indent=2, ensure_ascii=False) + "\n", encoding="utf-8",
+            errors="backslashreplace")
         final["record"] = out_dir / RECORD_NAME
         for stale in (RECORD_NAME, TENSORS_NAME):  # an old run's record must not outlive it
             (out_dir / stale).unlink(missing_ok=True)
