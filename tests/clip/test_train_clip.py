@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from unclip.clip import FrozenCLIP, preprocess_images
-from unclip.lit.clip import CLIPModule
+from unclip.lit.clip import CLIPModule, vision_positional_embedding
 from unclip.training import train
 
 
@@ -159,3 +159,24 @@ def test_no_batch_norm_keeps_no_batches() -> None:
     module.training_step({"image": torch.rand(4, 3, 32, 32) * 2 - 1,
                           "caption": ["a", "b", "c", "d"]}, 0)
     assert len(module._recent_inputs) == 0
+
+
+@pytest.mark.parametrize("name,cfg", [("tiny-clip", None), ("tiny-resnet-clip", TINY_RESNET)])
+def test_position_init_std_rescales_the_vision_positions(name: str, cfg: dict | None) -> None:
+    """ViT tokens or the ResNet attention pool: the positional embedding gets the asked std."""
+    torch.manual_seed(0)
+    default = CLIPModule(model_name=name, model_cfg=cfg)
+    scaled = CLIPModule(model_name=name, model_cfg=cfg, position_init_std=1.0)
+    before = vision_positional_embedding(default.module).std().item()
+    after = vision_positional_embedding(scaled.module).std().item()
+    assert before < 0.5 and 0.8 < after < 1.2
+    assert vision_positional_embedding(scaled.module).requires_grad
+
+
+def test_position_init_std_leaves_pretrained_weights_alone(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    source = CLIPModule(model_name="tiny-clip")
+    weights = source.export(tmp_path / "tiny.pt")
+    loaded = CLIPModule(model_name="tiny-clip", pretrained=str(weights), position_init_std=1.0)
+    assert torch.equal(vision_positional_embedding(loaded.module),
+                       vision_positional_embedding(source.module))

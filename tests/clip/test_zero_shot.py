@@ -91,3 +91,21 @@ def test_scoring_on_real_val_shards(shapes_dir: Path) -> None:
     singles = sum(len(m["objects"]) == 1 for m in metas)
     assert result["color_shape"].numel() == singles == result["position"].numel()
     assert all(r.all() for r in result.values())
+
+
+def test_released_weights_evaluate_through_frozen_clip(
+    shapes_dir: Path, tiny_weights: Path, tiny_clip, capsys
+) -> None:
+    """The CLI counts every question of the shards, and a random CLIP scores near chance."""
+    from unclip.clip.zero_shot_eval import evaluate, main
+
+    result = evaluate(tiny_clip, str(shapes_dir / "val" / "shapes-*.tar"), batch_size=8)
+    metas = [json.loads(s["json"]) for shard in sorted((shapes_dir / "val").glob("*.tar"))
+             for s in wds.WebDataset(str(shard), shardshuffle=False)]
+    singles = sum(len(m["objects"]) == 1 for m in metas)
+    assert result["color_shape"]["n"] == result["position"]["n"] == singles > 0
+    assert result["color_shape"]["accuracy"] < 0.5  # 24 choices, untrained
+    main(["--model", "tiny-clip", "--pretrained", str(tiny_weights),
+          "--shards", str(shapes_dir / "val" / "shapes-*.tar"), "--json"])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["color_shape"] == result["color_shape"]

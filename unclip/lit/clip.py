@@ -31,6 +31,7 @@ from torch.optim.swa_utils import update_bn
 from torchmetrics import MeanMetric
 
 from unclip.checkpoint import atomic_write
+from unclip.clip.hard_negatives import batch_alternatives, hard_negative_loss
 from unclip.clip.mirror import mirror_pairs
 from unclip.clip.model_configs import model_config as registered_config
 from unclip.clip.model_configs import (
@@ -84,6 +85,10 @@ class CLIPModule(pl.LightningModule):
             (open_clip's ``main.py`` convention).
         mirror_fraction: share of each batch replaced by mirrored copies with swapped spatial
             words (:mod:`unclip.clip.mirror`); 0 turns it off.
+        hard_negatives: per caption with one spatial phrase, this many copies with the phrase
+            replaced (:mod:`unclip.clip.hard_negatives`, NegCLIP) are extra negatives of its
+            image in an added image-to-text loss; 0 turns it off.
+        hard_negative_weight: that loss's weight next to open_clip's contrastive loss.
         max_logit_scale: the learned temperature is clamped to ``[0, ln max_logit_scale]``.
         position_init_std: when training from scratch, re-initialise the vision tower's
             positional embedding (ResNet attention pool, or ViT tokens) with this std. The
@@ -111,6 +116,8 @@ class CLIPModule(pl.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
         mirror_fraction: float = 0.0,
+        hard_negatives: int = 0,
+        hard_negative_weight: float = 1.0,
         max_logit_scale: float = 100.0,
         position_init_std: float | None = None,
         bn_recalibration_batches: int = 8,
@@ -141,6 +148,8 @@ class CLIPModule(pl.LightningModule):
                 "lr": float(lr),
                 "weight_decay": float(weight_decay),
                 "mirror_fraction": float(mirror_fraction),
+                "hard_negatives": int(hard_negatives),
+                "hard_negative_weight": float(hard_negative_weight),
                 "max_logit_scale": float(max_logit_scale),
                 "position_init_std": position_init_std,
                 "bn_recalibration_batches": int(bn_recalibration_batches),
@@ -180,11 +189,24 @@ class CLIPModule(pl.LightningModule):
             rank=rank, world_size=world_size,
         )
 
-    def _loss(self, pixels: torch.Tensor, captions: list[str]) -> torch.Tensor:
-        """open_clip's loss of preprocessed images and their captions."""
+    def _loss(self, pixels: torch.Tensor, captions: list[str],
+              hard_negatives: int = 0) -> torch.Tensor:
+        """open_clip's loss of preprocessed images and their captions, plus the weighted
+        hard-negative loss when ``hard_negatives`` > 0."""
         tokens, _ = tokenize(self.tokenizer, captions, self.context_length)
         out = self.module(pixels, tokens.to(self.device))
-        return self.loss_fn(**{k: v.float() for k, v in out.items()})
+        loss = self.loss_fn(**{k: v.float() for k, v in out.items()})
+        if hard_negatives <= 0:
+            return loss
+        rows, texts = batch_alternatives(captions, hard_negatives)
+        if not rows:
+            return loss
+        negative_tokens, _ = tokenize(self.tokenizer, texts, self.context_length)
+        negatives = self.module.encode_text(negative_tokens.to(self.device), normalize=True)
+        extra = hard_negative_loss(out["image_features"].float(), out["text_features"].float(),
+                                   negatives.float(), rows, out["logit_scale"].float())
+        self.log("train/hard_negative_loss", extra, batch_size=len(rows))
+        return loss + self.hparams.hard_negative_weight * extra
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         images, captions = batch["image"], list(batch["caption"])
@@ -195,7 +217,7 @@ class CLIPModule(pl.LightningModule):
         pixels = preprocess_images(images, self.preprocess_cfg)
         if self._recent_inputs.maxlen:
             self._recent_inputs.append(pixels.detach())
-        loss = self._loss(pixels, captions)
+        loss = self._loss(pixels, captions, self.hparams.hard_negatives)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(captions))
         self.log("train/logit_scale", self.module.logit_scale.detach().exp(),
                  batch_size=len(captions))
