@@ -18,7 +18,6 @@ from unclip.data.shapes import (
     SceneSpec,
     build_caption,
     canonical_captions,
-    detect_objects,
     inverse_relation,
     objects_satisfy,
     pair_caption,
@@ -28,6 +27,7 @@ from unclip.data.shapes import (
     sample_scene,
     single_caption,
 )
+from unclip.eval.reader import read_objects
 
 SCENES = [sample_scene(seed) for seed in range(5000, 5500)]
 
@@ -90,7 +90,7 @@ def test_caption_distribution_keeps_every_canonical_form() -> None:
 def test_every_caption_is_true_of_its_pixels() -> None:
     for i, scene in enumerate(SCENES):
         caption = sample_caption(scene, random.Random(i))
-        seen = detect_objects(render_scene(scene))
+        seen = read_objects(render_scene(scene))
         parsed = parse_caption(caption.text)
         assert objects_satisfy(seen, parsed.spec), (caption.text, seen)
         assert parsed.spec == caption.spec and parsed.form == caption.form

@@ -19,7 +19,6 @@ from .captions import (
     sample_caption,
     single_caption,
 )
-from .detect import DetectedObject, detect_objects
 from .grammar import (
     BACKGROUND,
     CANVAS_SIZE,
@@ -41,8 +40,8 @@ from .spec import ObjectSpec, SceneSpec, objects_satisfy
 __all__ = [
     "BACKGROUND", "CANONICAL_FORMS", "CANVAS_SIZE", "CAPTION_FORMS", "COLORS", "FORMS",
     "MIN_GAP", "MIN_RELATION_OFFSET", "POSITIONS", "RELATIONS", "SHAPES", "SIZES", "SPLITS",
-    "Caption", "CaptionForm", "DetectedObject", "ObjectSpec", "ParsedCaption", "Scene",
-    "SceneSpec", "ShapeObject", "build_caption", "canonical_captions", "detect_objects",
+    "Caption", "CaptionForm", "ObjectSpec", "ParsedCaption", "Scene",
+    "SceneSpec", "ShapeObject", "build_caption", "canonical_captions",
     "encode_png", "inverse_relation", "objects_satisfy", "pair_caption", "parse_caption",
     "position_of", "relation_between", "render_scene", "sample_caption", "sample_scene",
     "sample_seed", "single_caption",
