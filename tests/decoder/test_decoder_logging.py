@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -41,6 +42,8 @@ def test_log_grid_writes_png_and_wandb_media(tmp_path, monkeypatch):
     assert Image.open(path).size == (grid.shape[2], grid.shape[1])
     media = list((tmp_path / "wandb").glob("offline-run-*/files/media/images/val/samples_*.png"))
     assert media, f"no W&B image under {run_dir}"
+    expected = grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    assert (np.asarray(Image.open(media[0]).convert("RGB")) == expected).all()  # not black
 
 
 @pytest.mark.parametrize("buckets", [1, 3])

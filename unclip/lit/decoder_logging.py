@@ -59,7 +59,9 @@ def log_grid(
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{key.replace('/', '_')}_step{step:07d}.png"
     save_image(grid, path)
+    # W&B gets uint8 HWC pixels: a float tensor in [0, 1] is stored unscaled (a black image)
+    pixels = grid.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
     for logger in loggers:
         if isinstance(logger, WandbLogger):
-            logger.log_image(key=key, images=[grid], step=step, caption=[caption])
+            logger.log_image(key=key, images=[pixels], step=step, caption=[caption])
     return path
