@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO_ROOT
-from tests.pipeline.conftest import Stack, _clip_file, _save, make_decoder, make_prior
+from tests.pipeline.conftest import Stack, build_stack
 from unclip.export import load_exported_pipeline, main
 from unclip.lit.decoder import load_decoder
 from unclip.pipeline import (
@@ -32,19 +32,7 @@ FAST = dict(prior_settings=PriorSettings(sampler="ddim", steps=3, best_of=2),
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("export_stack")
-    clip = _clip_file(root / "clip.pt", seed=0)
-    other = _clip_file(root / "other_clip.pt", seed=1)
-    return Stack(
-        root=root, clip=root / "clip.pt",
-        prior=_save(make_prior(clip.identity), root / "prior.ckpt"),
-        decoder=_save(make_decoder(clip.identity), root / "decoder.ckpt"),
-        upsampler=_save(make_decoder(clip.identity, 32, low_res=16, seed=3),
-                        root / "upsampler.ckpt"),
-        other_clip=root / "other_clip.pt",
-        decoder_other_clip=_save(make_decoder(other.identity), root / "decoder_other.ckpt"),
-        upsampler_8px=root / "unused.ckpt",
-    )
+    return build_stack(tmp_path_factory.mktemp("export_stack"), with_8px_upsampler=False)
 
 
 @pytest.fixture(scope="module")

@@ -100,11 +100,13 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
-    root = tmp_path_factory.mktemp("unclip_stack")
+def build_stack(root: Path, with_8px_upsampler: bool = True) -> Stack:
+    """Tiny trained-shape checkpoints of every stage under ``root`` (see :class:`Stack`)."""
     clip = _clip_file(root / "clip.pt", seed=0)
     other = _clip_file(root / "other_clip.pt", seed=1)
+    upsampler_8px = root / "upsampler_8px.ckpt"
+    if with_8px_upsampler:
+        _save(make_decoder(clip.identity, 16, low_res=8, seed=4), upsampler_8px)
     return Stack(
         root=root,
         clip=root / "clip.pt",
@@ -114,9 +116,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
                         root / "upsampler.ckpt"),
         other_clip=root / "other_clip.pt",
         decoder_other_clip=_save(make_decoder(other.identity), root / "decoder_other.ckpt"),
-        upsampler_8px=_save(make_decoder(clip.identity, 16, low_res=8, seed=4),
-                            root / "upsampler_8px.ckpt"),
+        upsampler_8px=upsampler_8px,
     )
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Stack:
+    return build_stack(tmp_path_factory.mktemp("unclip_stack"))
 
 
 @pytest.fixture(scope="session")
