@@ -122,7 +122,9 @@ class PeakMemory:
     def peak_mb(self) -> float:
         if self.device.type == "cuda":
             return torch.cuda.max_memory_allocated(self.device) / 2**20
-        return _proc_status_kb("VmHWM") / 1024 - self.baseline_mb
+        # the kernel's counters may lag the current RSS by a few pages: the peak is at least it
+        high = max(_proc_status_kb("VmHWM"), _proc_status_kb("VmRSS")) / 1024
+        return high - self.baseline_mb
 
 
 # ------------------------------------------------------------------------------- workers
