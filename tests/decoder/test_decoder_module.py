@@ -12,6 +12,7 @@ import torch
 from tests.decoder.shapes_data import ShapesBatches, add_embeddings, render_batch
 from unclip.clip import FrozenCLIP
 from unclip.clip.zero_shot import COLOR_SHAPE_PROMPTS
+from unclip.diffusion.consistency import low_pass
 from unclip.lit.decoder import DecoderModule, load_decoder
 
 TINY_NET = dict(model_channels=16, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[8],
@@ -137,6 +138,12 @@ def test_checkpoint_round_trip(clip, tmp_path):
     assert a.shape == (3, 3, 16, 16) and a.abs().max() <= 1
 
 
+def test_low_pass_consistency_is_refused_for_a_base_decoder(clip):
+    module = make_module(clip.identity)
+    with pytest.raises(ValueError, match="low_pass_sigma applies to upsamplers only"):
+        module.sample(torch.zeros(1, clip.embed_dim), low_pass_sigma=2.0)
+
+
 def test_upsampler_trains_and_samples_from_low_res(clip, tmp_path):
     module = make_upsampler(clip.identity)
     assert module.hparams["network"]["low_res_channels"] == 3
@@ -151,6 +158,12 @@ def test_upsampler_trains_and_samples_from_low_res(clip, tmp_path):
     assert a.shape == (2, 3, 16, 16) and (a - b).abs().max() > 1e-3
     with pytest.raises(ValueError, match="pass low_res"):
         module.condition()
+    # low-pass consistency: the sample's colours below sigma come from the low-res input
+    y = torch.nn.functional.interpolate(low, size=(16, 16), mode="bilinear", align_corners=False)
+    tied = module.sample(low_res=low, generator=torch.Generator().manual_seed(0),
+                         low_pass_sigma=2.0)
+    gap = lambda x: (low_pass(x, 2.0) - low_pass(y, 2.0)).abs().mean()  # noqa: E731
+    assert gap(tied) < 0.5 * gap(a)  # untrained: the final clamp to [-1, 1] moves it a little
     with pytest.raises(ValueError, match="takes 8 px inputs"):
         module.condition(low_res=torch.zeros(1, 3, 16, 16))
 

@@ -101,3 +101,28 @@ def test_errors_name_the_problem(diffusion):
         sample(diffusion, TinyNet(), x, threshold="clip")
     with pytest.raises(ValueError, match="unknown spacing 'karras'"):
         sample(diffusion, TinyNet(), x, spacing="karras")
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "dpmpp_2m"])
+def test_x0_transform_sees_every_prediction_and_shapes_the_sample(diffusion, sampler):
+    """Every x0 prediction goes through the transform, and the final step to t = 0 returns the
+    last transformed prediction: with the low-pass consistency the sample's blurred content is
+    pulled toward the reference's."""
+    from unclip.diffusion.consistency import LowPassConsistency, low_pass
+
+    low = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(1)) - 0.5
+    fix = LowPassConsistency(low, resolution=8, sigma=2.0)
+    outputs = []
+
+    def transform(x0):
+        outputs.append(fix(x0))
+        return outputs[-1]
+
+    net = TinyNet(scale=3.0)
+    x_T = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    x = sample(diffusion, net, x_T, sampler=sampler, steps=4, x0_transform=transform)
+    plain = sample(diffusion, TinyNet(scale=3.0), x_T, sampler=sampler, steps=4)
+    assert len(outputs) == len(net.calls) == 4
+    torch.testing.assert_close(x, outputs[-1])
+    gap = lambda images: (low_pass(images, 2.0) - fix.reference_low).abs().mean()  # noqa: E731
+    assert gap(x) < 0.5 * gap(plain)

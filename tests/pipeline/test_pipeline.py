@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -176,3 +178,14 @@ def test_invert_and_reconstruct(pipe, images):
 def test_unusable_inputs_get_clear_errors(pipe, images, call, error, match):
     with pytest.raises(error, match=match):
         call(pipe, images)
+
+
+def test_upsampler_low_pass_consistency_is_applied_and_recorded(pipe):
+    tied, off = (dataclasses.replace(UP, low_pass_sigma=s) for s in (2.0, 0.0))
+    a = t2i(pipe, ["a red circle"], upsampler_settings=tied)
+    b = t2i(pipe, ["a red circle"], upsampler_settings=off)
+    assert a.settings["upsamplers"][0]["low_pass_sigma"] == 2.0
+    assert b.settings["upsamplers"][0]["low_pass_sigma"] == 0.0
+    assert (a.images - b.images).abs().max() > 1e-3
+    default = pipe.settings_record(upsamplers=UP)["upsamplers"][0]["low_pass_sigma"]
+    assert default == pipe.upsamplers[0].hparams["sampling"].get("low_pass_sigma")

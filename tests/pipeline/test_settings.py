@@ -25,6 +25,8 @@ from unclip.pipeline import (
         (DecoderSettings, {"threshold": "soft"}, "threshold='soft'"),
         (PriorSettings, {"best_of": 0}, "best_of must be a positive integer"),
         (UpsamplerSettings, {"aug_level": 1.5}, r"aug_level must be in \[0, 1\]"),
+        (UpsamplerSettings, {"low_pass_sigma": -2.0}, "low_pass_sigma must be a finite number"),
+        (UpsamplerSettings, {"low_pass_sigma": float("inf")}, "low_pass_sigma must be"),
         (InversionSettings, {"steps": -3}, "steps must be a positive integer"),
     ],
 )

@@ -17,7 +17,8 @@ class ModelDenoiser:
 
     The network output (of type ``diffusion.prediction``) is guided with classifier-free guidance
     at ``guidance_scale`` (one batched forward; skipped at 1), converted to x0 by the diffusion's
-    parameterisation, and thresholded (``None``, ``"static"`` or ``"dynamic"``). The conversion
+    parameterisation, thresholded (``None``, ``"static"`` or ``"dynamic"``), and finally passed
+    through ``x0_transform`` when given (e.g. ``consistency.LowPassConsistency``). The conversion
     runs in the dtype of ``x_t`` even when the network runs under bf16 autocast.
     """
 
@@ -29,8 +30,10 @@ class ModelDenoiser:
         guidance_scale: float = 1.0,
         threshold: str | None = None,
         threshold_ratio: float = 0.995,
+        x0_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         check_threshold(threshold)
+        self.x0_transform = x0_transform
         self.diffusion = diffusion
         self.model = guided(model, guidance_scale)
         self.cond = dict(cond or {})
@@ -40,7 +43,8 @@ class ModelDenoiser:
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         out = self.model(x, t, **self.cond).to(x.dtype)
         x0 = self.diffusion.pred_to_x0(out, x, t)
-        return apply_threshold(x0, self.threshold, self.threshold_ratio)
+        x0 = apply_threshold(x0, self.threshold, self.threshold_ratio)
+        return x0 if self.x0_transform is None else self.x0_transform(x0)
 
     def eps(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The eps implied by the (guided, thresholded) x0 prediction at ``(x, t)``."""

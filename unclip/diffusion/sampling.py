@@ -29,6 +29,7 @@ def sample(
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     progress: bool = False,
+    x0_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Sample from ``model`` starting at pure noise ``x_T`` (any shape (B, ...)).
 
@@ -47,6 +48,8 @@ def sample(
         generator: makes the sampler noise reproducible.
         callback: called once per step with ``{"i", "t", "x", "denoised"}``.
         progress: show a progress bar.
+        x0_transform: applied to every (guided, thresholded) x0 prediction, e.g. the upsampler's
+            ``consistency.LowPassConsistency``.
 
     Returns:
         The sample at ``t = 0``, same shape, dtype and device as ``x_T``.
@@ -56,7 +59,8 @@ def sample(
     if eta != 0.0 and sampler != "ddim":
         raise ValueError(f"eta={eta} applies only to sampler='ddim', not {sampler!r}")
     timesteps = make_timesteps(diffusion.schedule, steps, spacing)
-    denoiser = ModelDenoiser(diffusion, model, cond, guidance_scale, threshold, threshold_ratio)
+    denoiser = ModelDenoiser(diffusion, model, cond, guidance_scale, threshold, threshold_ratio,
+                             x0_transform)
     extra = {"eta": eta} if sampler == "ddim" else {}
     with torch.no_grad():
         return sampler_fn(

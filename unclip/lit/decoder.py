@@ -30,6 +30,7 @@ from unclip.augment import LowResAugment
 from unclip.checkpoint import load_checkpoint
 from unclip.clip.identity import check_same_clip
 from unclip.diffusion import GaussianDiffusion, sample
+from unclip.diffusion.consistency import LowPassConsistency
 from unclip.lit.decoder_config import (
     plain,
     read_identity,
@@ -283,11 +284,12 @@ class DecoderModule(pl.LightningModule):
         """Images (B, 3, R, R) in [-1, 1] through ``unclip.diffusion.sample``.
 
         ``overrides`` replace the ``sampling`` defaults (sampler, steps, spacing,
-        guidance_scale, threshold, autocast). ``x_T`` defaults to Gaussian noise from
+        guidance_scale, threshold, autocast, low_pass_sigma). ``x_T`` defaults to Gaussian noise from
         ``generator``.
         """
         opts = resolve_sampling({**self.hparams["sampling"], **overrides})
         use_autocast = opts.pop("autocast")
+        sigma = opts.pop("low_pass_sigma")
         given = [v for v in (image_emb, low_res, text_tokens, x_T) if v is not None]
         if not given:
             raise ValueError("pass image_emb, low_res or x_T: they set the batch size")
@@ -295,13 +297,19 @@ class DecoderModule(pl.LightningModule):
         batch, device = first.shape[0], first.device
         cond = self.condition(image_emb, text_tokens, text_mask, low_res, aug_level, generator)
         r = self.hparams["resolution"]
+        transform = None
+        if sigma:  # None or 0: off
+            if low_res is None:
+                raise ValueError("sampling.low_pass_sigma applies to upsamplers only; set it to "
+                                 "null for a base decoder")
+            transform = LowPassConsistency(low_res, r, sigma)
         if x_T is None:
             x_T = torch.randn(batch, 3, r, r, generator=generator, device=device)
         ctx = (torch.autocast(device.type, dtype=torch.bfloat16) if use_autocast
                else contextlib.nullcontext())
         with ctx:
             x = sample(self.diffusion, self.net, x_T.float(), cond=cond, generator=generator,
-                       progress=progress, **opts)
+                       progress=progress, x0_transform=transform, **opts)
         return x.clamp(-1, 1)
 
     # ----------------------------------------------------------------------- validation

@@ -20,6 +20,9 @@ DEFAULT_SAMPLING: dict[str, Any] = {
     "guidance_scale": 1.0,
     "threshold": "static",  # clip x0 to [-1, 1] (Imagen 2205.11487 sec. 2.3)
     "autocast": True,  # run the network under bf16 autocast
+    # upsamplers: sigma (output px) of the low-pass consistency with the low-res input
+    # (unclip.diffusion.consistency); None disables it
+    "low_pass_sigma": None,
 }
 LOW_RES_KEYS = ("resolution", *inspect.signature(LowResAugment).parameters)
 

@@ -97,10 +97,12 @@ def decoder_quality(
     upsampler: DecoderModule | None = None,
     seed: int = 0,
     chunk: int = 64,
+    upsampler_options: Mapping[str, Any] | None = None,
     **sample_options: Any,
 ) -> dict[str, Any]:
     """Figures of the module docstring on the single-object rows of an embedding batch
-    (``image``, ``image_emb``, ``meta``); ``sample_options`` go to ``DecoderModule.sample``."""
+    (``image``, ``image_emb``, ``meta``); ``sample_options`` go to the decoder's
+    ``DecoderModule.sample``, ``upsampler_options`` to the upsampler's."""
     rows = [i for i, m in enumerate(batch["meta"]) if len(m["objects"]) == 1]
     if not rows:
         raise ValueError("the batch holds no single-object images")
@@ -116,9 +118,12 @@ def decoder_quality(
     out["samples"], low_reading = figures(reader, samples, cond, truth)
     out["real"], _ = figures(reader, resize(image, r), cond, truth)
     if upsampler is not None:
-        up = torch.cat([upsampler.sample(low_res=samples[i : i + chunk], generator=gen)
+        up_options = dict(upsampler_options or {})
+        up = torch.cat([upsampler.sample(low_res=samples[i : i + chunk], generator=gen,
+                                         **up_options)
                         for i in range(0, len(samples), chunk)])
         ur = upsampler.hparams["resolution"]
+        out["upsampler_sampling"] = {**upsampler.hparams["sampling"], **up_options}
         out["upsampled"], high_reading = figures(reader, up, cond, truth)
         out["upsampled"]["resolution"] = ur
         out["upsampled"]["agreement"] = (low_reading == high_reading).float().mean().item()
@@ -152,14 +157,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--sampler", default="dpmpp_2m")
     p.add_argument("--guidance-scale", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--upsampler-low-pass-sigma", type=float, default=None,
+                   help="the upsampler's low-pass consistency sigma in output px (0: off; "
+                        "default: the checkpoint's sampling.low_pass_sigma)")
     args = p.parse_args(argv)
     torch.set_grad_enabled(False)
     clip = FrozenCLIP(args.clip_model, pretrained=args.clip_weights)
     decoder = load_decoder(args.decoder)
     upsampler = load_decoder(args.upsampler) if args.upsampler else None
+    up_options = ({} if args.upsampler_low_pass_sigma is None
+                  else {"low_pass_sigma": args.upsampler_low_pass_sigma})
     result = decoder_quality(decoder, clip, load_test_batch(args.shards, args.n), upsampler,
                              seed=args.seed, steps=args.steps, sampler=args.sampler,
-                             guidance_scale=args.guidance_scale)
+                             guidance_scale=args.guidance_scale, upsampler_options=up_options)
     print(json.dumps(result, indent=2))
     return result
 

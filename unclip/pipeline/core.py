@@ -220,7 +220,7 @@ class UnCLIPPipeline:
             cond = stage_condition(up, image_embeds, text, low_res=x, aug_level=s.aug_level,
                                    generator=gen)
             x = run_image_stage(up, cond, s, gen, batch, use_autocast=self.autocast,
-                                progress=progress, name=f"upsampler{k}")
+                                progress=progress, name=f"upsampler{k}", low_res=x)
         return x
 
     # --------------------------------------------------------------------------- modes
@@ -439,7 +439,9 @@ class UnCLIPPipeline:
         out["upsamplers"] = []
         for up, s in zip(self.upsamplers, self._upsampler_settings(upsamplers), strict=True):
             level = s.aug_level if s.aug_level is not None else up.augment.sample_level
-            out["upsamplers"].append({**s.to_dict(), "aug_level": level})
+            sigma = (s.low_pass_sigma if s.low_pass_sigma is not None
+                     else up.hparams["sampling"].get("low_pass_sigma"))
+            out["upsamplers"].append({**s.to_dict(), "aug_level": level, "low_pass_sigma": sigma})
         return out
 
     def _check_images(self, images: torch.Tensor) -> torch.Tensor:

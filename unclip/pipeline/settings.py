@@ -123,13 +123,21 @@ class UpsamplerSettings(ImageStageSettings):
         aug_level: noise-augmentation level in [0, 1] applied to the low-res input and told to
             the network (cascaded diffusion 2106.15282 sec. 4.1); ``None``: the upsampler
             checkpoint's own ``low_res.sample_level``.
+        low_pass_sigma: sigma (output pixels) of the low-pass consistency of every x0 prediction
+            with the low-res input (``unclip.diffusion.consistency``); ``None``: the
+            checkpoint's ``sampling.low_pass_sigma``; 0 disables it.
     """
 
     steps: int = 10
     aug_level: float | None = None
+    low_pass_sigma: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.low_pass_sigma is not None and (not _finite(self.low_pass_sigma)
+                                                or self.low_pass_sigma < 0):
+            raise ValueError(f"UpsamplerSettings.low_pass_sigma must be a finite number >= 0 or "
+                             f"null, got {self.low_pass_sigma!r}")
         if self.aug_level is None:
             return
         if not _finite(self.aug_level) or not 0.0 <= self.aug_level <= 1.0:

@@ -17,6 +17,7 @@ import torch
 
 from unclip.clip import TextEncoding
 from unclip.diffusion import sample
+from unclip.diffusion.consistency import LowPassConsistency
 from unclip.lit.decoder import DecoderModule
 from unclip.lit.prior import PriorModule
 
@@ -118,11 +119,14 @@ def run_image_stage(
     use_autocast: bool = True,
     progress: bool = False,
     name: str = "decoder",
+    low_res: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Images (B, 3, R, R) in [-1, 1] from a decoder or upsampler and its conditioning.
 
     ``x_T`` (B, 3, R, R) is the initial noise (default: drawn from ``generator``); ``name``
-    labels the stage in the log line that precedes its progress bar.
+    labels the stage in the log line that precedes its progress bar. For an upsampler,
+    ``low_res`` is its clean input, to which the low-pass consistency of
+    ``settings.low_pass_sigma`` (or the checkpoint's) ties every x0 prediction.
     """
     device = module.device
     r = module.hparams["resolution"]
@@ -131,7 +135,14 @@ def run_image_stage(
         x_T = torch.randn(batch, 3, r, r, generator=generator, device=generator.device)
     if x_T.shape != (batch, 3, r, r):
         raise ValueError(f"x_T must have shape {(batch, 3, r, r)}, got {tuple(x_T.shape)}")
+    transform = None
+    if low_res is not None:
+        sigma = getattr(settings, "low_pass_sigma", None)
+        if sigma is None:
+            sigma = module.hparams["sampling"].get("low_pass_sigma")
+        transform = LowPassConsistency(low_res.to(device), r, sigma) if sigma else None
     with autocast_for(module, use_autocast):
         x = sample(module.diffusion, module.net, x_T.to(device, torch.float32), cond=cond,
-                   generator=generator, progress=progress, **settings.sample_kwargs())
+                   generator=generator, progress=progress, x0_transform=transform,
+                   **settings.sample_kwargs())
     return x.clamp(-1, 1)
