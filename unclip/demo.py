@@ -118,8 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     data_dir, log_dir = root / "data", root / "logs"
     plan = stages(args.preset, data_dir, log_dir)
     if args.fresh:
-        for path in [data_dir / "embeddings" / args.preset, data_dir / "clip"]:
-            shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(data_dir / "embeddings" / args.preset, ignore_errors=True)
+        (data_dir / "clip" / f"{args.preset}_clip.pt").unlink(missing_ok=True)  # other presets'
+        # CLIPs stay
         for task in ["train_clip", "train_prior", "train_decoder", "sample", "evaluate"]:
             for run in (log_dir / task).glob(f"{args.preset}*"):
                 shutil.rmtree(run, ignore_errors=True)

@@ -284,8 +284,8 @@ class DecoderModule(pl.LightningModule):
         """Images (B, 3, R, R) in [-1, 1] through ``unclip.diffusion.sample``.
 
         ``overrides`` replace the ``sampling`` defaults (sampler, steps, spacing,
-        guidance_scale, threshold, autocast, low_pass_sigma). ``x_T`` defaults to Gaussian noise from
-        ``generator``.
+        guidance_scale, threshold, autocast, low_pass_sigma). ``x_T`` defaults to Gaussian noise
+        from ``generator``.
         """
         opts = resolve_sampling({**self.hparams["sampling"], **overrides})
         use_autocast = opts.pop("autocast")
