@@ -130,17 +130,18 @@ def run_image_stage(
     """
     device = module.device
     r = module.hparams["resolution"]
-    log.info("%s (%d px, batch %d): %s", name, r, batch, settings.to_dict())
-    if x_T is None:
-        x_T = torch.randn(batch, 3, r, r, generator=generator, device=generator.device)
-    if x_T.shape != (batch, 3, r, r):
-        raise ValueError(f"x_T must have shape {(batch, 3, r, r)}, got {tuple(x_T.shape)}")
-    transform = None
+    transform, record = None, settings.to_dict()
     if low_res is not None:
         sigma = getattr(settings, "low_pass_sigma", None)
         if sigma is None:
             sigma = module.hparams["sampling"].get("low_pass_sigma")
         transform = LowPassConsistency(low_res.to(device), r, sigma) if sigma else None
+        record["low_pass_sigma"] = sigma
+    log.info("%s (%d px, batch %d): %s", name, r, batch, record)
+    if x_T is None:
+        x_T = torch.randn(batch, 3, r, r, generator=generator, device=generator.device)
+    if x_T.shape != (batch, 3, r, r):
+        raise ValueError(f"x_T must have shape {(batch, 3, r, r)}, got {tuple(x_T.shape)}")
     with autocast_for(module, use_autocast):
         x = sample(module.diffusion, module.net, x_T.to(device, torch.float32), cond=cond,
                    generator=generator, progress=progress, x0_transform=transform,
