@@ -37,6 +37,7 @@ from .settings import (
 )
 from .stages import (
     autocast_for,
+    low_pass_sigma,
     run_image_stage,
     run_prior,
     stage_condition,
@@ -439,9 +440,8 @@ class UnCLIPPipeline:
         out["upsamplers"] = []
         for up, s in zip(self.upsamplers, self._upsampler_settings(upsamplers), strict=True):
             level = s.aug_level if s.aug_level is not None else up.augment.sample_level
-            sigma = (s.low_pass_sigma if s.low_pass_sigma is not None
-                     else up.hparams["sampling"].get("low_pass_sigma"))
-            out["upsamplers"].append({**s.to_dict(), "aug_level": level, "low_pass_sigma": sigma})
+            out["upsamplers"].append({**s.to_dict(), "aug_level": level,
+                                      "low_pass_sigma": low_pass_sigma(up, s)})
         return out
 
     def _check_images(self, images: torch.Tensor) -> torch.Tensor:

@@ -108,6 +108,12 @@ def stage_condition(
     return module.condition(use_image, tokens, mask, low_res, aug_level, generator)
 
 
+def low_pass_sigma(module: DecoderModule, settings: Any) -> float | None:
+    """The upsampler's low-pass consistency sigma: the settings' own, else the checkpoint's."""
+    sigma = getattr(settings, "low_pass_sigma", None)
+    return module.hparams["sampling"].get("low_pass_sigma") if sigma is None else sigma
+
+
 def run_image_stage(
     module: DecoderModule,
     cond: dict[str, torch.Tensor],
@@ -132,9 +138,7 @@ def run_image_stage(
     r = module.hparams["resolution"]
     transform, record = None, settings.to_dict()
     if low_res is not None:
-        sigma = getattr(settings, "low_pass_sigma", None)
-        if sigma is None:
-            sigma = module.hparams["sampling"].get("low_pass_sigma")
+        sigma = low_pass_sigma(module, settings)
         transform = LowPassConsistency(low_res.to(device), r, sigma) if sigma else None
         record["low_pass_sigma"] = sigma
     log.info("%s (%d px, batch %d): %s", name, r, batch, record)
