@@ -108,3 +108,10 @@ def test_checkpoint_loads_in_one_process_and_samples(ddp_run) -> None:
         sample = module.sample(emb, generator=gen, steps=2)
         assert sample.shape == (2, 3, 16, 16)
     assert torch.isfinite(sample).all()
+
+
+def test_each_rank_writes_its_own_log_file(ddp_run) -> None:
+    stage, out, _, _ = ddp_run
+    rank0, rank1 = out / f"train_{stage}.log", out / f"train_{stage}.rank1.log"
+    assert rank0.is_file() and rank1.is_file()
+    assert "batch size" in rank0.read_text()  # rank 0's lines stay in the usual file

@@ -1,5 +1,6 @@
 """A 2-job sweep (``-m prior.lr=1e-4,3e-4``, basic launcher, one process) completes, and each job
-has its own run directory, checkpoint and W&B (offline) run holding its own config."""
+has its own run directory, checkpoint and W&B (offline) run holding its own config, under a
+display name ending in its job number."""
 
 from __future__ import annotations
 
@@ -35,4 +36,5 @@ def test_two_job_sweep_lands_in_separate_run_and_wandb_dirs(tmp_path: Path) -> N
         data = next(runs[0].glob("run-*.wandb")).read_bytes()
         assert recorded in data  # ... and logged its own config (stored as plain JSON)
         assert f'"save_dir":"{out}"'.encode() in data
+        assert f"train_prior-smoke-{job}".encode() in data  # display names tell the jobs apart
     assert len(run_ids) == 2
