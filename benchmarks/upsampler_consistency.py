@@ -18,6 +18,7 @@ import argparse
 import time
 
 import torch
+from _bench import print_table
 
 from unclip.clip import FrozenCLIP
 from unclip.lit.decoder import load_decoder, resize
@@ -68,13 +69,10 @@ def main() -> None:
                          for i in range(0, len(low), args.chunk)])
         per_image = (time.perf_counter() - start) / len(low)
         rows.append(row(f"upsampled, sigma {sigma:g}", out, real, reader, single, truth, per_image))
-    print(f"{len(real)} held-out images ({len(single)} single-object), "
-          f"{up.hparams['low_res']['resolution']} -> {up.hparams['resolution']} px, "
-          f"sampling {up.hparams['sampling']}")
-    header = ["images", "CLIP acc %", "analytic %", "MSE", "tint", "s/img"]
-    widths = [max(len(h), *(len(r[k]) for r in rows)) for k, h in enumerate(header)]
-    for line in [header, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
+    print_table(f"{len(real)} held-out images ({len(single)} single-object), "
+                f"{up.hparams['low_res']['resolution']} -> {up.hparams['resolution']} px, "
+                f"sampling {up.hparams['sampling']}",
+                ["images", "CLIP acc %", "analytic %", "MSE", "tint", "s/img"], rows)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,6 @@ import torch
 from unclip.diffusion import GaussianDiffusion
 from unclip.image_filters import gaussian_blur, gaussian_kernel1d
 
-__all__ = ["LowResAugment", "gaussian_blur", "gaussian_kernel1d", "noise_augment"]
-
 
 def noise_augment(
     x: torch.Tensor,

@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from unclip.augment import LowResAugment, gaussian_blur, gaussian_kernel1d, noise_augment
+from unclip.augment import LowResAugment, noise_augment
 from unclip.diffusion import GaussianDiffusion
+from unclip.image_filters import gaussian_blur, gaussian_kernel1d
 
 
 @pytest.fixture(scope="module")

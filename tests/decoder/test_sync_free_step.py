@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from unclip.augment import LowResAugment, gaussian_blur, noise_augment
+from unclip.augment import LowResAugment, noise_augment
 from unclip.diffusion import GaussianDiffusion
+from unclip.image_filters import gaussian_blur
 from unclip.lit.decoder_logging import bucket_losses, bucket_means
 
 

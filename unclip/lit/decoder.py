@@ -267,6 +267,18 @@ class DecoderModule(pl.LightningModule):
             raise ValueError("low_res given, but this stage is a base decoder")
         return cond
 
+    def consistency(
+        self, low_res: torch.Tensor | None, sigma: float | None
+    ) -> LowPassConsistency | None:
+        """The x0 transform tying an upsampler's samples to its clean ``low_res`` input below
+        ``sigma`` output px (``unclip.diffusion.consistency``); ``None`` when sigma is 0/None."""
+        if not sigma:
+            return None
+        if low_res is None:
+            raise ValueError("sampling.low_pass_sigma applies to upsamplers only; set it to "
+                             "null for a base decoder")
+        return LowPassConsistency(low_res, self.hparams["resolution"], sigma)
+
     @torch.no_grad()
     def sample(
         self,
@@ -297,12 +309,7 @@ class DecoderModule(pl.LightningModule):
         batch, device = first.shape[0], first.device
         cond = self.condition(image_emb, text_tokens, text_mask, low_res, aug_level, generator)
         r = self.hparams["resolution"]
-        transform = None
-        if sigma:  # None or 0: off
-            if low_res is None:
-                raise ValueError("sampling.low_pass_sigma applies to upsamplers only; set it to "
-                                 "null for a base decoder")
-            transform = LowPassConsistency(low_res, r, sigma)
+        transform = self.consistency(low_res, sigma)
         if x_T is None:
             x_T = torch.randn(batch, 3, r, r, generator=generator, device=device)
         ctx = (torch.autocast(device.type, dtype=torch.bfloat16) if use_autocast

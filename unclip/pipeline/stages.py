@@ -17,7 +17,6 @@ import torch
 
 from unclip.clip import TextEncoding
 from unclip.diffusion import sample
-from unclip.diffusion.consistency import LowPassConsistency
 from unclip.lit.decoder import DecoderModule
 from unclip.lit.prior import PriorModule
 
@@ -139,7 +138,7 @@ def run_image_stage(
     transform, record = None, settings.to_dict()
     if low_res is not None:
         sigma = low_pass_sigma(module, settings)
-        transform = LowPassConsistency(low_res.to(device), r, sigma) if sigma else None
+        transform = module.consistency(low_res.to(device), sigma)
         record["low_pass_sigma"] = sigma
     log.info("%s (%d px, batch %d): %s", name, r, batch, record)
     if x_T is None:
