@@ -89,3 +89,15 @@ def test_direct_construction_checks_the_stages_too(pipe):
     match = "upsampler 1 takes 16 px images but upsampler 0 produces 32"
     with pytest.raises(StageMismatchError, match=match):
         UnCLIPPipeline(pipe.clip, pipe.prior, pipe.decoder, [pipe.upsamplers[0]] * 2)
+
+
+def test_an_upsampler_without_clip_input_serves_a_decoder_of_another_clip(stack, tmp_path):
+    """The upsampler takes only its low-res image: the CLIP it recorded does not bind it."""
+    from tests.pipeline.conftest import _save, make_decoder
+    from unclip.clip import FrozenCLIP
+
+    other = FrozenCLIP("tiny-clip", pretrained=str(stack.other_clip)).identity
+    upsampler = _save(make_decoder(other, 32, low_res=16, seed=3), tmp_path / "up_other.ckpt")
+    pipe = load(stack, upsamplers=[upsampler])
+    assert not pipe.upsamplers[0].uses_clip and pipe.decoder.uses_clip
+    assert pipe.upsamplers[0].hparams["clip_identity"] != pipe.decoder.hparams["clip_identity"]

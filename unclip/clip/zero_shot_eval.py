@@ -20,10 +20,12 @@ from unclip.clip.zero_shot import TASKS, zero_shot_correct
 from unclip.data.image_caption import ImageCaptionDataModule
 
 
-def evaluate(clip: FrozenCLIP, shards: str, batch_size: int = 256) -> dict[str, dict[str, float]]:
-    """Per task: accuracy and question count over every sample of ``shards``."""
+def evaluate(clip: FrozenCLIP, shards: str, batch_size: int = 256,
+             resolution: int = 64) -> dict[str, dict[str, float]]:
+    """Per task: accuracy and question count over every sample of ``shards``, the images
+    resized to ``resolution`` px first (e.g. 32: can the CLIP read a 32 px decoder's output)."""
     data = ImageCaptionDataModule(val_shards=shards, batch_size=batch_size, num_workers=1,
-                                  resolution=64)
+                                  resolution=resolution)
     right = {task: [] for task in TASKS}
     with torch.inference_mode(), torch.autocast(clip.device.type, dtype=torch.bfloat16):
         for batch in data.val_dataloader():
@@ -46,10 +48,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pretrained", required=True, help="weights file or open_clip tag")
     parser.add_argument("--shards", required=True, help="shapes shards (brace or glob pattern)")
     parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--resolution", type=int, default=64,
+                        help="resize the images to this side first (the CLIP then resizes them "
+                             "to its input size)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     clip = FrozenCLIP(args.model, pretrained=args.pretrained)
-    result = evaluate(clip, args.shards, args.batch_size)
+    result = evaluate(clip, args.shards, args.batch_size, args.resolution)
     if args.json:
         print(json.dumps(result, indent=2))
         return

@@ -40,6 +40,7 @@ from unclip.clip.model_configs import (
     register_project_configs,
 )
 from unclip.clip.preprocess import preprocess_images
+from unclip.clip.resolution_augment import degrade_resolution
 from unclip.clip.tokenize import tokenize
 from unclip.clip.zero_shot import TASKS, zero_shot_correct
 
@@ -96,6 +97,11 @@ class CLIPModule(pl.LightningModule):
             things are, and mirrored hard negatives then sit at a saddle that takes long to
             leave; a scale like the features' lets position reach the loss from step one.
             null: open_clip's init.
+        low_res_prob: share of training images seen at a lower resolution: shrunk to a random
+            side in ``[low_res_min_size, side)`` and enlarged back
+            (:mod:`unclip.clip.resolution_augment`), so the CLIP reads the 32 px samples of a
+            base decoder and soft upsampled ones; 0 turns it off.
+        low_res_min_size: the smallest side of that augmentation, in pixels.
         bn_recalibration_batches: for vision towers with BatchNorm (ResNets): the last this many
             training batches are kept and the BatchNorm statistics recomputed from them at the
             current weights before each validation and before release (running averages lag
@@ -120,6 +126,8 @@ class CLIPModule(pl.LightningModule):
         hard_negative_weight: float = 1.0,
         max_logit_scale: float = 100.0,
         position_init_std: float | None = None,
+        low_res_prob: float = 0.0,
+        low_res_min_size: int = 24,
         bn_recalibration_batches: int = 8,
         export_path: str | None = None,
         zero_shot: bool = True,
@@ -140,6 +148,10 @@ class CLIPModule(pl.LightningModule):
             register_config_dict(model_name, dict(model_cfg))
         if not 0.0 <= mirror_fraction <= 0.5:
             raise ValueError(f"clip.mirror_fraction must be in [0, 0.5], got {mirror_fraction}")
+        if not 0.0 <= low_res_prob <= 1.0:
+            raise ValueError(f"clip.low_res_prob must be in [0, 1], got {low_res_prob}")
+        if low_res_min_size < 1:
+            raise ValueError(f"clip.low_res_min_size must be >= 1, got {low_res_min_size}")
         self.save_hyperparameters(
             {
                 "model_name": model_name,
@@ -152,6 +164,8 @@ class CLIPModule(pl.LightningModule):
                 "hard_negative_weight": float(hard_negative_weight),
                 "max_logit_scale": float(max_logit_scale),
                 "position_init_std": position_init_std,
+                "low_res_prob": float(low_res_prob),
+                "low_res_min_size": int(low_res_min_size),
                 "bn_recalibration_batches": int(bn_recalibration_batches),
                 "export_path": export_path,
                 "zero_shot": bool(zero_shot),
@@ -214,6 +228,9 @@ class CLIPModule(pl.LightningModule):
             images, captions = mirror_pairs(
                 images, captions, batch.get("meta"), self.hparams.mirror_fraction
             )
+        if self.hparams.get("low_res_prob", 0.0) > 0:
+            images = degrade_resolution(images, self.hparams.low_res_prob,
+                                        self.hparams.low_res_min_size)
         pixels = preprocess_images(images, self.preprocess_cfg)
         if self._recent_inputs.maxlen:
             self._recent_inputs.append(pixels.detach())

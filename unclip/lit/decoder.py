@@ -148,6 +148,12 @@ class DecoderModule(pl.LightningModule):
         """Whether this stage takes a low-resolution image."""
         return self.augment is not None
 
+    @property
+    def uses_clip(self) -> bool:
+        """Whether the network takes CLIP input (image embedding or caption tokens); an
+        upsampler that takes neither fits under any CLIP (its ``clip_identity`` is a record)."""
+        return bool(self.hparams["image_condition"] or self.hparams["text_condition"])
+
     # ----------------------------------------------------------------------------- data
     def embed_batch(self, batch: Mapping[str, Any]) -> dict[str, Any]:
         """The batch with the CLIP tensors this stage needs, running ``clip`` where missing."""

@@ -27,6 +27,7 @@ from .loading import (
     StageMismatchError,
     check_resolutions,
     check_same_clip_models,
+    clip_identity_to_check,
     load_stages,
 )
 from .settings import (
@@ -95,7 +96,7 @@ class UnCLIPPipeline:
             raise StageMismatchError("the decoder must be a base decoder and every upsampler an "
                                      "upsampler (a stage with low_res)")
         check_same_clip_models([("the CLIP", clip.identity)]
-                               + [(w, m.hparams["clip_identity"]) for w, m in stages])
+                               + [(w, clip_identity_to_check(m)) for w, m in stages])
         check_resolutions(stages[1:])
         self.clip, self.prior, self.decoder, self.upsamplers = clip, prior, decoder, ups
         self.checkpoints = list(checkpoints)

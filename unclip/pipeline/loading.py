@@ -66,6 +66,15 @@ def load_stage(stage: str, path: Path, device: str | torch.device) -> PriorModul
     return module.to(device).eval()
 
 
+def clip_identity_to_check(module: PriorModule | DecoderModule) -> Mapping[str, Any] | None:
+    """The CLIP identity a stage must share with the others: ``None`` for a stage that takes
+    no CLIP input (an upsampler conditioned on its low-res image alone, as in the paper), which
+    works under any CLIP and so can serve decoders trained against another one."""
+    if isinstance(module, DecoderModule) and not module.uses_clip:
+        return None
+    return module.hparams["clip_identity"]
+
+
 def check_same_clip_models(identities: Sequence[tuple[str, Mapping[str, Any] | None]]) -> None:
     """All stages that record a CLIP identity must record the same one.
 
@@ -143,7 +152,7 @@ def load_stage_modules(
     """Load every stage of :func:`stage_paths` and check that they fit together (no CLIP)."""
     _check_files(paths)
     modules = {stage: load_stage(stage, path, device) for stage, path in paths.items()}
-    described = [(f"the {stage} checkpoint {paths[stage]}", m.hparams["clip_identity"])
+    described = [(f"the {stage} checkpoint {paths[stage]}", clip_identity_to_check(m))
                  for stage, m in modules.items()]
     check_same_clip_models(described)
     chain = [(f"the {s} checkpoint {paths[s]}", m) for s, m in modules.items() if s != "prior"]
