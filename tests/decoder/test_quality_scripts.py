@@ -1,0 +1,71 @@
+"""The decoder and upsampler quality tools run end to end on tiny real inputs.
+
+A tiny random CLIP saved as a weights file, real shapes shards embedded with their images, and
+tiny decoder and upsampler checkpoints: ``decoder_quality`` and
+``benchmarks/upsampler_consistency.py`` load them by path as users do and report every figure.
+Nothing is asserted about quality (the networks are untrained): the figures are well formed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import REPO_ROOT
+from tests.pipeline.conftest import _save, make_decoder
+from unclip.clip import FrozenCLIP
+from unclip.data.precompute import precompute_split
+from unclip.data.shapes.writer import write_dataset
+from unclip.lit import decoder_quality
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("quality_tools")
+    torch.manual_seed(0)
+    weights = root / "clip.pt"
+    torch.save(FrozenCLIP("tiny-clip").model.state_dict(), weights)
+    clip = FrozenCLIP("tiny-clip", pretrained=str(weights))
+    write_dataset(root / "shapes", {"test": 24}, seed=0, workers=0, shard_size=12,
+                  progress=False)
+    precompute_split(clip, str(root / "shapes" / "test" / "*.tar"), root / "emb",
+                     batch_size=12, with_images=True, progress=False)
+    return {
+        "clip": weights, "shards": root / "emb" / "*.tar",
+        "decoder": _save(make_decoder(clip.identity, 16), root / "decoder.ckpt"),
+        "upsampler": _save(make_decoder(clip.identity, 32, low_res=16), root / "up.ckpt"),
+    }
+
+
+def test_decoder_quality_reports_samples_real_images_and_upsampling(inputs, capsys) -> None:
+    result = decoder_quality.main([
+        "--decoder", str(inputs["decoder"]), "--upsampler", str(inputs["upsampler"]),
+        "--clip-model", "tiny-clip", "--clip-weights", str(inputs["clip"]),
+        "--shards", str(inputs["shards"]), "--n", "24", "--steps", "2",
+        "--upsampler-low-pass-sigma", "1"])
+    assert json.loads(capsys.readouterr().out) == result
+    assert 0 < result["n"] <= 24 and result["resolution"] == 16
+    for key in ("samples", "real", "upsampled", "real_upsampler_resolution"):
+        assert set(result[key]) >= {"accuracy", "cosine", "analytic_accuracy"}
+        assert 0.0 <= result[key]["accuracy"] <= 1.0 and -1.0 <= result[key]["cosine"] <= 1.0
+    assert result["upsampled"]["resolution"] == 32 and 0 <= result["upsampled"]["agreement"] <= 1
+    assert result["upsampler_sampling"]["low_pass_sigma"] == 1.0
+    assert result["real_upsampler_resolution"]["analytic_accuracy"] == 1.0  # real images read
+
+
+def test_upsampler_consistency_benchmark_prints_a_row_per_sigma(inputs) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "upsampler_consistency.py"),
+         "--upsampler", str(inputs["upsampler"]), "--clip-model", "tiny-clip",
+         "--clip-weights", str(inputs["clip"]), "--shards", str(inputs["shards"]),
+         "--n", "24", "--sigmas", "0", "2"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for name in ("real", "input, bilinear", "upsampled, sigma 0", "upsampled, sigma 2"):
+        assert name in proc.stdout
+    assert "16 -> 32 px" in proc.stdout
