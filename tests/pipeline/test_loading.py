@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from tests.pipeline.conftest import _save, make_decoder
+from unclip.clip import FrozenCLIP
 from unclip.clip.identity import file_sha256
 from unclip.pipeline import (
     CheckpointLoadError,
@@ -93,9 +95,6 @@ def test_direct_construction_checks_the_stages_too(pipe):
 
 def test_an_upsampler_without_clip_input_serves_a_decoder_of_another_clip(stack, tmp_path):
     """The upsampler takes only its low-res image: the CLIP it recorded does not bind it."""
-    from tests.pipeline.conftest import _save, make_decoder
-    from unclip.clip import FrozenCLIP
-
     other = FrozenCLIP("tiny-clip", pretrained=str(stack.other_clip)).identity
     upsampler = _save(make_decoder(other, 32, low_res=16, seed=3), tmp_path / "up_other.ckpt")
     pipe = load(stack, upsamplers=[upsampler])

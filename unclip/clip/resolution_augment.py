@@ -4,8 +4,9 @@ A CLIP trained only on crisp 64 px renderings reads little else: the same images
 and enlarged again lose their colour+shape reading about half the time, so the CLIP could not
 judge the 32 px samples of the base decoder, nor slightly soft upsampled ones. Here a share of
 each batch is shrunk (antialiased) to a random side in ``[min_size, size)`` and enlarged back
-with bilinear or bicubic interpolation, the path a low-resolution image takes through
-:func:`unclip.clip.preprocess_images` at reading time. The caption is unchanged: the content is.
+with bilinear or bicubic interpolation (drawn per side), the path a low-resolution image takes
+through :func:`unclip.clip.preprocess_images` at reading time. The caption is unchanged: the
+content is.
 """
 
 from __future__ import annotations
@@ -37,15 +38,11 @@ def degrade_resolution(
         return out
     chosen = torch.rand(len(images), generator=generator) < prob
     sides = torch.randint(min_size, size, (len(images),), generator=generator)
-    modes = torch.randint(len(UPSAMPLE_MODES), (len(images),), generator=generator)
     for side in sides[chosen].unique().tolist():
-        for m, mode in enumerate(UPSAMPLE_MODES):
-            rows = (chosen & (sides == side) & (modes == m)).nonzero().flatten()
-            if not len(rows):
-                continue
-            rows = rows.to(images.device)
-            small = F.interpolate(images[rows].float(), size=(side, side), mode="bilinear",
-                                  align_corners=False, antialias=True)
-            back = F.interpolate(small, size=images.shape[-2:], mode=mode, align_corners=False)
-            out[rows] = back.clamp(-1.0, 1.0).to(images.dtype)
+        rows = (chosen & (sides == side)).nonzero().flatten().to(images.device)
+        mode = UPSAMPLE_MODES[int(torch.randint(len(UPSAMPLE_MODES), (1,), generator=generator))]
+        small = F.interpolate(images[rows].float(), size=(side, side), mode="bilinear",
+                              align_corners=False, antialias=True)
+        back = F.interpolate(small, size=images.shape[-2:], mode=mode, align_corners=False)
+        out[rows] = back.clamp(-1.0, 1.0).to(images.dtype)
     return out
