@@ -1,12 +1,14 @@
-"""The decoder's quality bar on shapes (slow: about 60 + 30 minutes of CPU training).
+"""The decoder's quality bar on shapes (slow: about 60 + 20 minutes of CPU training).
 
-A base decoder (decoder/base32) trained for at most 60 minutes samples 20 DPM-Solver++ steps
+The shapes_full base decoder (``experiment=shapes_full/decoder``: decoder/base32, at most 60
+minutes) samples 20 DPM-Solver++ steps at the pipeline's guidance scale (3, configs/sample.yaml)
 from the true CLIP image embeddings of held-out images; the domain CLIP's zero-shot reader must
-find the source's colour+shape in >= 90% of single-object samples. The upsampler
+find the source's colour+shape in >= 90% of single-object samples. The shapes_full upsampler
 (decoder/upsampler64) must raise them to 64 px without changing what the reader finds.
 
-Needs the shapes CLIP (data/clip/shapes_clip.pt) and its embedding shards with images
-(data/embeddings/shapes). Figures are printed; run with ``pytest -m slow -s``.
+Needs the shapes_full CLIP (data/clip/shapes_full_clip.pt) and its embedding shards with images
+(data/embeddings/shapes_full), as ``python -m unclip.demo --preset shapes_full`` leaves them.
+Figures are printed; run with ``pytest -m slow -s``.
 """
 
 from __future__ import annotations
@@ -26,22 +28,21 @@ from unclip.lit.decoder_quality import decoder_quality, load_test_batch
 from unclip.training import train
 
 DATA = REPO_ROOT / "data"
-CLIP_WEIGHTS = DATA / "clip" / "shapes_clip.pt"
-EMBEDDINGS = DATA / "embeddings" / "shapes"
+CLIP_WEIGHTS = DATA / "clip" / "shapes_full_clip.pt"
+EMBEDDINGS = DATA / "embeddings" / "shapes_full"
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not CLIP_WEIGHTS.is_file() or not (EMBEDDINGS / "test").is_dir(),
                        reason="needs the shapes CLIP and its embedding shards under data/"),
 ]
-SHORT_RUN = ["data.batch_size=32", "data.num_workers=1", "callbacks.ema.decay=0.995",
-             "trainer.max_steps=100000", "trainer.val_check_interval=500", "logger=csv"]
+GUIDANCE_SCALE = 3.0   # configs/sample.yaml's decoder guidance
 
 
 def fit(out: Path, overrides: list[str]) -> Path:
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(CONFIG_DIR)):
         cfg = compose("train_decoder", return_hydra_config=True,
-                      overrides=[*SHORT_RUN, *overrides])
+                      overrides=[*overrides, "logger=csv"])
     with open_dict(cfg):
         cfg.hydra.runtime.output_dir = str(out)
         cfg.hydra.runtime.cwd = str(REPO_ROOT)
@@ -55,8 +56,8 @@ def fit(out: Path, overrides: list[str]) -> Path:
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("quality")
     return {
-        "decoder": fit(root / "base", ["+trainer.max_time=00:01:00:00"]),
-        "upsampler": fit(root / "up", ["decoder=upsampler64", "+trainer.max_time=00:00:30:00"]),
+        "decoder": fit(root / "base", ["experiment=shapes_full/decoder"]),
+        "upsampler": fit(root / "up", ["experiment=shapes_full/upsampler"]),
     }
 
 
@@ -66,8 +67,9 @@ def test_decoder_and_upsampler_quality_bar(checkpoints):
     clip = FrozenCLIP("shapes-clip", pretrained=str(CLIP_WEIGHTS))
     result = decoder_quality(
         load_decoder(checkpoints["decoder"]), clip,
-        load_test_batch(str(EMBEDDINGS / "test" / "*.tar"), 256),
+        load_test_batch(str(EMBEDDINGS / "test" / "*.tar"), 1024),   # ~500 single-object
         upsampler=load_decoder(checkpoints["upsampler"]), sampler="dpmpp_2m", steps=20,
+        guidance_scale=GUIDANCE_SCALE,
     )
     print(json.dumps(result, indent=2))
     assert result["samples"]["accuracy"] >= 0.9
