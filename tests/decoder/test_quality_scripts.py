@@ -47,7 +47,7 @@ def test_decoder_quality_reports_samples_real_images_and_upsampling(inputs, caps
         "--decoder", str(inputs["decoder"]), "--upsampler", str(inputs["upsampler"]),
         "--clip-model", "tiny-clip", "--clip-weights", str(inputs["clip"]),
         "--shards", str(inputs["shards"]), "--n", "24", "--steps", "2",
-        "--upsampler-low-pass-sigma", "1"])
+        "--upsampler-low-pass-sigma", "1", "--upsampler-aug-level", "0"])
     assert json.loads(capsys.readouterr().out) == result
     assert 0 < result["n"] <= 24 and result["resolution"] == 16
     for key in ("samples", "real", "upsampled", "real_upsampler_resolution"):
@@ -55,6 +55,7 @@ def test_decoder_quality_reports_samples_real_images_and_upsampling(inputs, caps
         assert 0.0 <= result[key]["accuracy"] <= 1.0 and -1.0 <= result[key]["cosine"] <= 1.0
     assert result["upsampled"]["resolution"] == 32 and 0 <= result["upsampled"]["agreement"] <= 1
     assert result["upsampler_sampling"]["low_pass_sigma"] == 1.0
+    assert result["upsampler_sampling"]["aug_level"] == 0.0
     assert result["real_upsampler_resolution"]["analytic_accuracy"] == 1.0  # real images read
 
 

@@ -160,13 +160,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--upsampler-low-pass-sigma", type=float, default=None,
                    help="the upsampler's low-pass consistency sigma in output px (0: off; "
                         "default: the checkpoint's sampling.low_pass_sigma)")
+    p.add_argument("--upsampler-aug-level", type=float, default=None,
+                   help="noise level of the upsampler's low-res input (default: the "
+                        "checkpoint's low_res.sample_level)")
     args = p.parse_args(argv)
     torch.set_grad_enabled(False)
     clip = FrozenCLIP(args.clip_model, pretrained=args.clip_weights)
     decoder = load_decoder(args.decoder)
     upsampler = load_decoder(args.upsampler) if args.upsampler else None
-    up_options = ({} if args.upsampler_low_pass_sigma is None
-                  else {"low_pass_sigma": args.upsampler_low_pass_sigma})
+    up_options: dict[str, float] = {}
+    if args.upsampler_low_pass_sigma is not None:
+        up_options["low_pass_sigma"] = args.upsampler_low_pass_sigma
+    if args.upsampler_aug_level is not None:
+        up_options["aug_level"] = args.upsampler_aug_level
     result = decoder_quality(decoder, clip, load_test_batch(args.shards, args.n), upsampler,
                              seed=args.seed, steps=args.steps, sampler=args.sampler,
                              guidance_scale=args.guidance_scale, upsampler_options=up_options)
