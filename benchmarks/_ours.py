@@ -34,14 +34,21 @@ IDENTITY = {"model_name": "shapes-clip", "config_sha256": "benchmark", "pretrain
 
 
 def stage_config(group: str, name: str, **overrides: Any) -> dict[str, Any]:
-    """A ``configs/<group>/<name>.yaml`` LightningModule config (its ``defaults`` merged)."""
+    """A ``configs/<group>/<name>.yaml`` LightningModule config (its ``defaults`` merged: other
+    configs of the group, and nested groups such as ``{scheduler: constant}``)."""
     path = CONFIGS / group / f"{name}.yaml"
     cfg = OmegaConf.load(path)
     defaults = cfg.pop("defaults", None) or []
     base = OmegaConf.create()
     for entry in defaults:
-        if entry != "_self_":
-            base = OmegaConf.merge(base, OmegaConf.create(stage_config(group, entry)))
+        if entry == "_self_":
+            continue
+        if isinstance(entry, str):
+            part = OmegaConf.create(stage_config(group, entry))
+        else:  # a nested group: {subgroup: option} -> configs/<group>/<subgroup>/<option>.yaml
+            ((sub, option),) = entry.items()
+            part = OmegaConf.create({sub: stage_config(f"{group}/{sub}", option)})
+        base = OmegaConf.merge(base, part)
     cfg = OmegaConf.merge(base, cfg, OmegaConf.create(overrides))
     return _drop_interpolations(OmegaConf.to_container(cfg, resolve=False))
 
