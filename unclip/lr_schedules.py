@@ -3,8 +3,9 @@
 ``warmup_stable_decay`` (WSD; Hu et al. 2404.06395 sec. 4, Hägele et al. 2405.18392): linear
 warmup, a constant plateau, then a linear cool-down to ``min_ratio`` over the last
 ``decay_steps`` of ``total_steps``. Against a constant rate (ADM/GLIDE) the cool-down removes
-the noise of the last updates, which an EMA only averages; a run stopped by its time budget
-before the cool-down keeps the plateau's rate (the schedule never goes below ``min_ratio``).
+the noise of the last updates, which an EMA only averages. A run that its time budget stops
+before the cool-down ends at the plateau's rate; past ``total_steps`` the rate stays at
+``min_ratio``.
 """
 
 from __future__ import annotations
