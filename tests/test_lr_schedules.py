@@ -1,13 +1,15 @@
-"""Warmup-stable-decay schedule: factor values, the optimizer's rates, config wiring."""
+"""LR schedules: factor values, the optimizer's rates, config wiring."""
 
 from __future__ import annotations
+
+import math
 
 import hydra
 import pytest
 import torch
 
 from tests.conftest import compose_config
-from unclip.lr_schedules import warmup_stable_decay, wsd_factor
+from unclip.lr_schedules import warmup_cosine, warmup_stable_decay, wsd_factor
 
 
 def rates(warmup: int, total: int, decay: int, **kw: float) -> list[float]:
@@ -66,3 +68,20 @@ def test_default_decoder_schedule_stays_constant_after_warmup(tmp_path):
     assert cfg.decoder.scheduler.total_iters == 200
     glide = compose_config("train_decoder", ["decoder=glide64"], tmp_path)
     assert glide.decoder.scheduler.total_iters == 1000     # glide64 lengthens the warmup
+
+
+def test_warmup_cosine_schedule_values():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=1.0)
+    sched = warmup_cosine(opt, warmup_steps=4, total_steps=14, min_ratio=0.1)
+    lrs = []
+    for _ in range(16):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    mid = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5))
+    assert lrs[9] == pytest.approx(mid)
+    assert lrs[14] == pytest.approx(0.1) and lrs[15] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="must exceed warmup_steps"):
+        warmup_cosine(opt, warmup_steps=5, total_steps=5)

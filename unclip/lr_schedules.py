@@ -1,4 +1,8 @@
-"""Learning-rate schedules for runs with a fixed step budget (``_partial_`` factories in configs).
+"""Learning-rate schedules for runs with a fixed step budget (``_partial_`` factories in configs,
+stepped every optimizer step).
+
+``warmup_cosine`` (the prior configs): linear warmup, then cosine decay to
+``min_ratio``.
 
 ``warmup_stable_decay`` (WSD; Hu et al. 2404.06395 sec. 4, Hägele et al. 2405.18392): linear
 warmup, a constant plateau, then a linear cool-down to ``min_ratio`` over the last
@@ -10,7 +14,28 @@ before the cool-down ends at the plateau's rate; past ``total_steps`` the rate s
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_ratio: float = 0.0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup for ``warmup_steps``, then cosine decay to ``min_ratio`` at ``total_steps``.
+
+    ``min_ratio`` and the factors are relative to the optimizer's learning rate.
+    """
+    if total_steps <= warmup_steps:
+        raise ValueError(f"total_steps ({total_steps}) must exceed warmup_steps ({warmup_steps})")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
+        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def wsd_factor(

@@ -20,7 +20,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 
 from tests.conftest import CONFIG_DIR, REPO_ROOT
 from unclip.lit.decoder import load_decoder
@@ -35,7 +35,8 @@ pytestmark = [
     pytest.mark.skipif(not CLIP_WEIGHTS.is_file() or not (EMBEDDINGS / "test").is_dir(),
                        reason="needs the shapes CLIP and its embedding shards under data/"),
 ]
-GUIDANCE_SCALE = 3.0   # configs/sample.yaml's decoder guidance
+# the pipeline's decoder guidance (3)
+GUIDANCE_SCALE = OmegaConf.load(CONFIG_DIR / "sample.yaml").sampling.decoder.guidance_scale
 
 
 def fit(out: Path, overrides: list[str]) -> Path:

@@ -13,7 +13,8 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, Dataset
 
-from unclip.lit.prior import PriorModule, warmup_cosine
+from unclip.lit.prior import PriorModule
+from unclip.lr_schedules import warmup_cosine
 
 D, W, L = 16, 12, 6
 IDENTITY = {"model_name": "toy", "embed_dim": D, "token_dim": W, "context_length": L}

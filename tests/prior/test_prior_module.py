@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pytest
 import torch
 
 from tests.prior.helpers import CAPTIONS, IDENTITY, D, W, first_batch, make_module
-from unclip.lit.prior import warmup_cosine
 from unclip.lit.prior_metrics import cosine
 
 
@@ -165,23 +163,6 @@ def test_weight_decay_only_on_matrices():
     ids = {id(p) for p in no_decay["params"]}
     assert id(module.net.pos_text) in ids and id(module.net.cond.null_emb) in ids
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5)  # warmup step 0 of 2
-
-
-def test_warmup_cosine_schedule_values():
-    p = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.SGD([p], lr=1.0)
-    sched = warmup_cosine(opt, warmup_steps=4, total_steps=14, min_ratio=0.1)
-    lrs = []
-    for _ in range(16):
-        lrs.append(opt.param_groups[0]["lr"])
-        opt.step()
-        sched.step()
-    assert lrs[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])
-    mid = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5))
-    assert lrs[9] == pytest.approx(mid)
-    assert lrs[14] == pytest.approx(0.1) and lrs[15] == pytest.approx(0.1)
-    with pytest.raises(ValueError, match="must exceed warmup_steps"):
-        warmup_cosine(opt, warmup_steps=5, total_steps=5)
 
 
 @pytest.mark.parametrize("prediction", ["eps", "v"])

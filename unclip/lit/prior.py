@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -66,25 +65,6 @@ def read_json(value: Mapping | str | Path, name: str) -> dict[str, Any]:
             raise FileNotFoundError(f"no {name} beside the shards of {value!r}")
         path = directory / name
     return json.loads(path.read_text())
-
-
-def warmup_cosine(
-    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_ratio: float = 0.0
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup for ``warmup_steps``, then cosine decay to ``min_ratio`` at ``total_steps``.
-
-    ``min_ratio`` and the factors are relative to the optimizer's learning rate.
-    """
-    if total_steps <= warmup_steps:
-        raise ValueError(f"total_steps ({total_steps}) must exceed warmup_steps ({warmup_steps})")
-
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
-        return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 class _Unowned:
