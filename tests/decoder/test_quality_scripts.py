@@ -2,8 +2,9 @@
 
 A tiny random CLIP saved as a weights file, real shapes shards embedded with their images, and
 tiny decoder and upsampler checkpoints: ``decoder_quality`` and
-``benchmarks/upsampler_consistency.py`` load them by path as users do and report every figure.
-Nothing is asserted about quality (the networks are untrained): the figures are well formed.
+``benchmarks/upsampler_consistency.py`` and ``scene_fidelity`` load them by path as users do and
+report every figure. Nothing is asserted about quality (the networks are untrained): the
+figures are well formed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from tests.pipeline.conftest import _save, make_decoder
 from unclip.clip import FrozenCLIP
 from unclip.data.precompute import precompute_split
 from unclip.data.shapes.writer import write_dataset
-from unclip.lit import decoder_quality
+from unclip.lit import decoder_quality, scene_fidelity
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,20 @@ def test_decoder_quality_reports_samples_real_images_and_upsampling(inputs, caps
     assert result["upsampler_sampling"]["low_pass_sigma"] == 1.0
     assert result["upsampler_sampling"]["aug_level"] == 0.0
     assert result["real_upsampler_resolution"]["analytic_accuracy"] == 1.0  # real images read
+
+
+def test_scene_fidelity_reports_singles_and_pairs_for_samples_and_real_images(inputs, capsys
+                                                                              ) -> None:
+    result = scene_fidelity.main([
+        "--decoder", str(inputs["decoder"]), "--shards", str(inputs["shards"]), "--n", "24",
+        "--steps", "2", "--guidance-scale", "2"])
+    assert json.loads(capsys.readouterr().out) == result
+    assert result["resolution"] == 16 and result["sampling"]["guidance_scale"] == 2.0
+    real, samples = result["real"], result["samples"]
+    assert real["single"]["n"] + real["pair"]["n"] == 24
+    assert {k: v["n"] for k, v in samples.items()} == {k: v["n"] for k, v in real.items()}
+    assert set(samples["pair"]) == {"n", "objects", "relation"}
+    assert all(0.0 <= v <= 1.0 for kind in samples.values() for k, v in kind.items() if k != "n")
 
 
 def test_upsampler_consistency_benchmark_prints_a_row_per_sigma(inputs) -> None:
