@@ -1,7 +1,8 @@
 """The decoder's quality bar on shapes (slow: about 60 + 20 minutes of CPU training).
 
 The shapes_full base decoder (``experiment=shapes_full/decoder``: decoder/base32, at most 60
-minutes) samples 20 DPM-Solver++ steps at the pipeline's guidance scale (3, configs/sample.yaml)
+minutes) samples 20 DPM-Solver++ steps with the shapes_full pipeline's settings
+(``experiment=shapes_full/sample``: guidance 2; upsampler low-pass sigma 2, low-res level 0)
 from the true CLIP image embeddings of held-out images; the domain CLIP's zero-shot reader must
 find the source's colour+shape in >= 90% of single-object samples. The shapes_full upsampler
 (decoder/upsampler64) must raise them to 64 px without changing what the reader finds.
@@ -35,8 +36,11 @@ pytestmark = [
     pytest.mark.skipif(not CLIP_WEIGHTS.is_file() or not (EMBEDDINGS / "test").is_dir(),
                        reason="needs the shapes CLIP and its embedding shards under data/"),
 ]
-# the pipeline's decoder guidance (3)
-GUIDANCE_SCALE = OmegaConf.load(CONFIG_DIR / "sample.yaml").sampling.decoder.guidance_scale
+# the shapes_full pipeline's sampling settings (over configs/sample.yaml's defaults)
+SAMPLING = OmegaConf.merge(
+    OmegaConf.load(CONFIG_DIR / "sample.yaml").sampling,
+    OmegaConf.load(CONFIG_DIR / "experiment" / "shapes_full" / "sample.yaml").sampling,
+)
 
 
 def fit(out: Path, overrides: list[str]) -> Path:
@@ -68,9 +72,11 @@ def test_decoder_and_upsampler_quality_bar(checkpoints):
     clip = FrozenCLIP("shapes-clip", pretrained=str(CLIP_WEIGHTS))
     result = decoder_quality(
         load_decoder(checkpoints["decoder"]), clip,
-        load_test_batch(str(EMBEDDINGS / "test" / "*.tar"), 1024),   # ~500 single-object
+        load_test_batch(str(EMBEDDINGS / "test" / "*.tar"), 2000),   # 965 single-object
         upsampler=load_decoder(checkpoints["upsampler"]), sampler="dpmpp_2m", steps=20,
-        guidance_scale=GUIDANCE_SCALE,
+        guidance_scale=SAMPLING.decoder.guidance_scale,
+        upsampler_options={"low_pass_sigma": SAMPLING.upsampler.low_pass_sigma,
+                           "aug_level": SAMPLING.upsampler.aug_level},
     )
     print(json.dumps(result, indent=2))
     assert result["samples"]["accuracy"] >= 0.9
