@@ -46,10 +46,10 @@ def evaluate(prior, batches, sampler: str, steps: int, best_of: int, means, seed
     """Mean of every metric over ``batches`` (NaN entries skipped), seconds per sample, and the
     paired gain over the text baseline, cos(pred, true) - cos(text, true), with its standard
     error (``gain_over_text``, ``gain_se``): 'clearly above the baseline' means many SEs."""
-    sums: dict[str, float] = defaultdict(float)
-    gains: list[torch.Tensor] = []
     extra = {"spacing": spacing} if spacing else {}
+    sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
+    gains: list[torch.Tensor] = []
     start, n = time.perf_counter(), 0
     for i, batch in enumerate(batches):
         gen = torch.Generator().manual_seed(seed + i)

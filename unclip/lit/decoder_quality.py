@@ -90,6 +90,15 @@ def figures(
 
 
 @torch.no_grad()
+def sample_in_chunks(decoder: DecoderModule, cond: torch.Tensor, generator: torch.Generator,
+                     chunk: int = 64, **sample_options: Any) -> torch.Tensor:
+    """``decoder.sample`` of the image embeddings ``cond`` (N, D), ``chunk`` rows at a time, one
+    generator throughout (the same samples for the same seed and chunk)."""
+    return torch.cat([decoder.sample(cond[i : i + chunk], generator=generator, **sample_options)
+                      for i in range(0, len(cond), chunk)])
+
+
+@torch.no_grad()
 def decoder_quality(
     decoder: DecoderModule,
     clip: torch.nn.Module,
@@ -110,8 +119,7 @@ def decoder_quality(
     truth = answers([batch["meta"][i] for i in rows])
     reader = ColorShapeReader(clip)
     gen = torch.Generator().manual_seed(seed)
-    samples = torch.cat([decoder.sample(cond[i : i + chunk], generator=gen, **sample_options)
-                         for i in range(0, len(cond), chunk)])
+    samples = sample_in_chunks(decoder, cond, gen, chunk, **sample_options)
     r = decoder.hparams["resolution"]
     out: dict[str, Any] = {"n": len(rows), "resolution": r, "sampling": {
         **decoder.hparams["sampling"], **sample_options}}

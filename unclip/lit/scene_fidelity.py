@@ -31,7 +31,7 @@ from unclip.data.shapes.spec import ObjectSpec, SceneSpec
 from unclip.eval.reader import read_batch
 from unclip.eval.verdict import judge
 from unclip.lit.decoder import DecoderModule, load_decoder, resize
-from unclip.lit.decoder_quality import load_test_batch
+from unclip.lit.decoder_quality import load_test_batch, sample_in_chunks
 
 
 def scene_specs(meta: Mapping[str, Any]) -> dict[str, SceneSpec]:
@@ -68,10 +68,8 @@ def scene_fidelity(decoder: DecoderModule, batch: Mapping[str, Any], seed: int =
     """``scene_figures`` of the decoder's samples from ``batch['image_emb']`` and of the real
     ``batch['image']`` at the decoder's resolution; ``sample_options`` go to
     ``DecoderModule.sample``."""
-    cond = batch["image_emb"].float()
-    gen = torch.Generator().manual_seed(seed)
-    samples = torch.cat([decoder.sample(cond[i : i + chunk], generator=gen, **sample_options)
-                         for i in range(0, len(cond), chunk)])
+    samples = sample_in_chunks(decoder, batch["image_emb"].float(),
+                               torch.Generator().manual_seed(seed), chunk, **sample_options)
     r = decoder.hparams["resolution"]
     return {"resolution": r, "sampling": {**decoder.hparams["sampling"], **sample_options},
             "samples": scene_figures(samples, batch["meta"]),
