@@ -10,6 +10,11 @@ retrieval of the true image among each batch, and the same-caption ceiling (cosi
 true embedding and the mean training embedding of its caption), with pred/ceiling on the
 samples whose caption occurs in training. Also the wall time per sample, and for reference what a
 perfect sampler scores: cos(true, a random training embedding of the same caption). Seeded.
+
+With ``--diversity`` each row also gets ``seed_cos``, the mean cosine between two draws for the
+same caption under different seeds (1 = every draw the same, the conditional mode or mean;
+a perfect sampler scores the cosine of two random training embeddings of the caption): the
+price of mode-seeking settings (few deterministic steps, best-of-n, guidance) in diversity.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import torch
 
 from unclip.data.embeddings import EmbeddingDataModule
 from unclip.lit.prior import load_prior
-from unclip.lit.prior_metrics import CaptionMeans, ceiling_cosine, prior_metrics
+from unclip.lit.prior_metrics import CaptionMeans, ceiling_cosine, cosine, prior_metrics
 
 # (sampler, steps): the paper's DDPM-64, and fast deterministic samplers at 10 and 20 steps
 DEFAULT_RUNS = ["ddpm:64", "ddim:10", "ddim:20", "dpmpp_2m:10", "dpmpp_2m:20"]
@@ -41,25 +46,37 @@ def held_out_batches(data: EmbeddingDataModule, split: str, limit: int) -> list[
     return batches
 
 
+def draw(prior, batch: dict, seed: int, **options) -> torch.Tensor:
+    """Prior samples (B, D) for one held-out batch under one seed (bf16 autocast)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return prior.sample(batch["text_emb"], batch["text_tokens"], batch["text_mask"],
+                            generator=torch.Generator().manual_seed(seed), **options)
+
+
+# a second draw's seed offset for ``seed_cos``: disjoint from the ``seed + i`` of the batches
+SECOND_DRAW_OFFSET = 1_000_003
+
+
 def evaluate(prior, batches, sampler: str, steps: int, best_of: int, means, seed: int = 0,
-             guidance_scale: float = 1.0, spacing: str | None = None) -> dict[str, float]:
+             guidance_scale: float = 1.0, spacing: str | None = None,
+             diversity: bool = False) -> dict[str, float]:
     """Mean of every metric over ``batches`` (NaN entries skipped), seconds per sample, and the
     paired gain over the text baseline, cos(pred, true) - cos(text, true), with its standard
-    error (``gain_over_text``, ``gain_se``): 'clearly above the baseline' means many SEs."""
-    extra = {"spacing": spacing} if spacing else {}
+    error (``gain_over_text``, ``gain_se``): 'clearly above the baseline' means many SEs.
+    With ``diversity``, ``seed_cos``: mean cos(draw, second draw under another seed)."""
+    options = {"sampler": sampler, "steps": steps, "best_of": best_of,
+               "guidance_scale": guidance_scale, **({"spacing": spacing} if spacing else {})}
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     gains: list[torch.Tensor] = []
+    spreads: list[torch.Tensor] = []
     start, n = time.perf_counter(), 0
     for i, batch in enumerate(batches):
-        gen = torch.Generator().manual_seed(seed + i)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            pred = prior.sample(
-                batch["text_emb"], batch["text_tokens"], batch["text_mask"], sampler=sampler,
-                steps=steps, best_of=best_of, guidance_scale=guidance_scale, generator=gen,
-                **extra,
-            )
+        pred = draw(prior, batch, seed + i, **options)
         n += len(pred)
+        if diversity:
+            other = draw(prior, batch, seed + i + SECOND_DRAW_OFFSET, **options)
+            spreads.append(cosine(pred, other))
         metrics = prior_metrics(pred, batch["image_emb"], batch["text_emb"], batch["caption"],
                                 means)
         gains.append(metrics["cos_pred_true"] - metrics["cos_text_true"])
@@ -72,6 +89,8 @@ def evaluate(prior, batches, sampler: str, steps: int, best_of: int, means, seed
     gain = torch.cat(gains).double()
     out["gain_over_text"] = float(gain.mean())
     out["gain_se"] = float(gain.std() / len(gain) ** 0.5) if len(gain) > 1 else float("nan")
+    if spreads:
+        out["seed_cos"] = float(torch.cat(spreads).double().mean())
     return out
 
 
@@ -97,6 +116,22 @@ def oracle_cosine(batches: list[dict], bank: dict[str, list[torch.Tensor]],
     return sum(values) / len(values)
 
 
+def oracle_seed_cosine(batches: list[dict], bank: dict[str, list[torch.Tensor]],
+                       seed: int = 0) -> float:
+    """Mean cosine between two distinct random training embeddings of each held-out caption:
+    ``seed_cos`` of a perfect sampler."""
+    g = torch.Generator().manual_seed(seed)
+    values = []
+    for batch in batches:
+        for caption in batch["caption"]:
+            rows = bank.get(caption, [])
+            if len(rows) >= 2:
+                a, b = torch.randperm(len(rows), generator=g)[:2].tolist()
+                values.append(float(torch.nn.functional.cosine_similarity(rows[a], rows[b],
+                                                                          dim=0)))
+    return sum(values) / len(values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ckpt", required=True, type=Path)
@@ -110,6 +145,8 @@ def main() -> None:
     parser.add_argument("--guidance-scales", nargs="*", type=float, default=[1.0])
     parser.add_argument("--spacing", default=None, choices=["uniform", "trailing", "logsnr"],
                         help="timestep spacing (default: the checkpoint's sampling.spacing)")
+    parser.add_argument("--diversity", action="store_true",
+                        help="also draw every row a second time: seed_cos (twice the time)")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
     if args.threads:
@@ -141,10 +178,13 @@ def main() -> None:
     ceiling = evaluate_ceiling(batches, means)
     print(f"# same-caption ceiling {ceiling:.4f}; a perfect sampler (random training embedding "
           f"of the caption) scores {oracle:.4f} = {oracle / ceiling:.3f} of it")
+    if args.diversity:
+        print(f"# seed_cos of a perfect sampler (two training embeddings of the caption): "
+              f"{oracle_seed_cosine(batches, bank):.4f}")
     cols = ["cos_pred_true", "cos_text_true", "cos_pred_unrelated", "top1_pred", "top1_text",
             "cos_pred_true_known", "cos_ceiling"]
     head = ["sampler", "steps", "best_of", "guidance", *cols, "pred/ceiling", "pred-text (SE)",
-            "ms/sample"]
+            "ms/sample", *(["seed_cos"] if args.diversity else [])]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for run in args.runs:
@@ -152,12 +192,14 @@ def main() -> None:
         for best_of in args.best_of:
             for scale in args.guidance_scales:
                 m = evaluate(prior, batches, sampler, int(steps), best_of, means,
-                             guidance_scale=scale)
+                             guidance_scale=scale, spacing=args.spacing,
+                             diversity=args.diversity)
                 ratio = m["cos_pred_true_known"] / m["cos_ceiling"]
                 row = [sampler, steps, str(best_of), f"{scale:g}",
                        *(f"{m[c]:.4f}" for c in cols), f"{ratio:.3f}",
                        f"{m['gain_over_text']:+.4f} ({m['gain_se']:.4f})",
-                       f"{1000 * m['s_per_sample']:.2f}"]
+                       f"{1000 * m['s_per_sample']:.2f}",
+                       *([f"{m['seed_cos']:.4f}"] if args.diversity else [])]
                 print("| " + " | ".join(row) + " |", flush=True)
 
 

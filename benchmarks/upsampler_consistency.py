@@ -50,6 +50,10 @@ def main() -> None:
     p.add_argument("--sigmas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 4.0, 8.0])
     p.add_argument("--chunk", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None,
+                   help="sampling steps (default: the checkpoint's sampling.steps)")
+    p.add_argument("--aug-level", type=float, default=None,
+                   help="low-res noise level (default: the checkpoint's low_res.sample_level)")
     args = p.parse_args()
     torch.set_grad_enabled(False)
     up = load_decoder(args.upsampler)
@@ -59,19 +63,21 @@ def main() -> None:
     low = resize(real, up.hparams["low_res"]["resolution"])
     single = [i for i, m in enumerate(batch["meta"]) if len(m["objects"]) == 1]
     truth = answers([batch["meta"][i] for i in single])
+    options = {k: v for k, v in (("steps", args.steps), ("aug_level", args.aug_level))
+               if v is not None}
     rows = [row("real", real, real, reader, single, truth),
             row("input, bilinear", resize(low, real.shape[-1]), real, reader, single, truth)]
     for sigma in args.sigmas:
         gen = torch.Generator().manual_seed(args.seed)
         start = time.perf_counter()
         out = torch.cat([up.sample(low_res=low[i : i + args.chunk], generator=gen,
-                                   low_pass_sigma=sigma)
+                                   low_pass_sigma=sigma, **options)
                          for i in range(0, len(low), args.chunk)])
         per_image = (time.perf_counter() - start) / len(low)
         rows.append(row(f"upsampled, sigma {sigma:g}", out, real, reader, single, truth, per_image))
     print_table(f"{len(real)} held-out images ({len(single)} single-object), "
                 f"{up.hparams['low_res']['resolution']} -> {up.hparams['resolution']} px, "
-                f"sampling {up.hparams['sampling']}",
+                f"sampling {up.hparams['sampling'] | options}",
                 ["images", "CLIP acc %", "analytic %", "MSE", "tint", "s/img"], rows)
 
 

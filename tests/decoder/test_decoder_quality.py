@@ -2,7 +2,8 @@
 
 The shapes_full base decoder (``experiment=shapes_full/decoder``: decoder/base32, at most 60
 minutes) samples 20 DPM-Solver++ steps with the shapes_full pipeline's settings
-(``experiment=shapes_full/sample``: guidance 2; upsampler low-pass sigma 2, low-res level 0)
+(``experiment=shapes_full/sample``: guidance 2; upsampler 20 steps, low-pass sigma 2, low-res
+level 0)
 from the true CLIP image embeddings of held-out images; the domain CLIP's zero-shot reader must
 find the source's colour+shape in >= 90% of single-object samples. The shapes_full upsampler
 (decoder/upsampler64) must raise them to 64 px without changing what the reader finds.
@@ -75,10 +76,16 @@ def test_decoder_and_upsampler_quality_bar(checkpoints):
         load_test_batch(str(EMBEDDINGS / "test" / "*.tar"), 2000),   # 965 single-object
         upsampler=load_decoder(checkpoints["upsampler"]), sampler="dpmpp_2m", steps=20,
         guidance_scale=SAMPLING.decoder.guidance_scale,
-        upsampler_options={"low_pass_sigma": SAMPLING.upsampler.low_pass_sigma,
+        upsampler_options={"steps": SAMPLING.upsampler.steps,
+                           "low_pass_sigma": SAMPLING.upsampler.low_pass_sigma,
                            "aug_level": SAMPLING.upsampler.aug_level},
     )
     print(json.dumps(result, indent=2))
     assert result["samples"]["accuracy"] >= 0.9
-    assert result["upsampled"]["agreement"] >= 0.9
-    assert result["upsampled"]["accuracy"] >= result["samples"]["accuracy"] - 0.05
+    # upsampling keeps the reading (measured: agreement 0.940, accuracy +1.2 points, cosine to
+    # the conditioning 0.822 against 0.825; README, decoder figures)
+    up = result["upsampled"]
+    assert up["agreement"] >= 0.92
+    assert up["accuracy"] >= result["samples"]["accuracy"] - 0.01
+    assert up["cosine"] >= result["samples"]["cosine"] - 0.03
+    assert up["analytic_accuracy"] >= result["samples"]["analytic_accuracy"] - 0.01

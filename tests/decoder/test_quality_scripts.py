@@ -48,7 +48,8 @@ def test_decoder_quality_reports_samples_real_images_and_upsampling(inputs, caps
         "--decoder", str(inputs["decoder"]), "--upsampler", str(inputs["upsampler"]),
         "--clip-model", "tiny-clip", "--clip-weights", str(inputs["clip"]),
         "--shards", str(inputs["shards"]), "--n", "24", "--steps", "2",
-        "--upsampler-low-pass-sigma", "1", "--upsampler-aug-level", "0"])
+        "--upsampler-low-pass-sigma", "1", "--upsampler-aug-level", "0",
+        "--upsampler-steps", "3"])
     assert json.loads(capsys.readouterr().out) == result
     assert 0 < result["n"] <= 24 and result["resolution"] == 16
     for key in ("samples", "real", "upsampled", "real_upsampler_resolution"):
@@ -57,6 +58,13 @@ def test_decoder_quality_reports_samples_real_images_and_upsampling(inputs, caps
     assert result["upsampled"]["resolution"] == 32 and 0 <= result["upsampled"]["agreement"] <= 1
     assert result["upsampler_sampling"]["low_pass_sigma"] == 1.0
     assert result["upsampler_sampling"]["aug_level"] == 0.0
+    assert result["upsampler_sampling"]["steps"] == 3
+    up = result["upsampled"]
+    # the readings that upsampling breaks and mends account for the change in accuracy
+    assert abs((up["accuracy"] - result["samples"]["accuracy"])
+               - (up["wrong_to_right"] - up["right_to_wrong"])) < 1e-6
+    assert up["agreement"] <= 1 - up["right_to_wrong"] - up["wrong_to_right"] + 1e-6
+    assert 0 <= result["real_upsampler_resolution"]["agreement"] <= 1
     assert result["real_upsampler_resolution"]["analytic_accuracy"] == 1.0  # real images read
 
 
@@ -79,9 +87,19 @@ def test_upsampler_consistency_benchmark_prints_a_row_per_sigma(inputs) -> None:
         [sys.executable, str(REPO_ROOT / "benchmarks" / "upsampler_consistency.py"),
          "--upsampler", str(inputs["upsampler"]), "--clip-model", "tiny-clip",
          "--clip-weights", str(inputs["clip"]), "--shards", str(inputs["shards"]),
-         "--n", "24", "--sigmas", "0", "2"],
+         "--n", "24", "--sigmas", "0", "2", "--steps", "3", "--aug-level", "0"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in ("real", "input, bilinear", "upsampled, sigma 0", "upsampled, sigma 2"):
         assert name in proc.stdout
     assert "16 -> 32 px" in proc.stdout
+    assert "'steps': 3" in proc.stdout and "'aug_level': 0.0" in proc.stdout
+
+
+def test_reading_changes_counts_what_upsampling_breaks_and_mends() -> None:
+    truth = torch.tensor([0, 1, 2, 3, 4])
+    before = torch.tensor([0, 1, 9, 9, 4])   # right, right, wrong, wrong, right
+    after = torch.tensor([0, 7, 2, 8, 4])    # kept, broken, mended, changed but still wrong, kept
+    changes = decoder_quality.reading_changes(before, after, truth)
+    assert changes == pytest.approx(
+        {"agreement": 0.4, "right_to_wrong": 0.2, "wrong_to_right": 0.2})

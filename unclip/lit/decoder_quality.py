@@ -10,8 +10,11 @@ next to the same figures for the real images at the decoder's resolution (the ce
   embedding;
 - ``analytic_accuracy``: the same question put to the CLIP-free analytic reader
   (``unclip.eval.reader``): exactly one object, of the source's colour and shape;
-- with an upsampler: the same at its resolution, and ``agreement``, the fraction of samples
-  whose reading is unchanged by upsampling.
+- with an upsampler: the same at its resolution; ``agreement``, the fraction of samples whose
+  reading is unchanged by upsampling, split into ``right_to_wrong`` and ``wrong_to_right`` (the
+  fractions whose reading upsampling breaks and mends); and for the real images the reader's
+  own ``agreement`` between their readings at the two resolutions (what resolution alone
+  changes).
 
     python -m unclip.lit.decoder_quality --decoder logs/.../final.ckpt \\
         [--upsampler logs/.../final.ckpt] --clip-model shapes-clip --clip-weights CLIP.pt \\
@@ -89,6 +92,17 @@ def figures(
             "analytic_accuracy": analytic_correct(images, truth).float().mean().item()}, reading
 
 
+def reading_changes(before: torch.Tensor, after: torch.Tensor, truth: torch.Tensor
+                    ) -> dict[str, float]:
+    """``agreement`` of two readings (N,) of the same samples, and the fractions that go from
+    right to wrong and from wrong to right against ``truth`` (their difference is the change in
+    accuracy)."""
+    right_before, right_after = before == truth, after == truth
+    return {"agreement": (before == after).float().mean().item(),
+            "right_to_wrong": (right_before & ~right_after).float().mean().item(),
+            "wrong_to_right": (~right_before & right_after).float().mean().item()}
+
+
 @torch.no_grad()
 def sample_in_chunks(decoder: DecoderModule, cond: torch.Tensor, generator: torch.Generator,
                      chunk: int = 64, **sample_options: Any) -> torch.Tensor:
@@ -124,7 +138,7 @@ def decoder_quality(
     out: dict[str, Any] = {"n": len(rows), "resolution": r, "sampling": {
         **decoder.hparams["sampling"], **sample_options}}
     out["samples"], low_reading = figures(reader, samples, cond, truth)
-    out["real"], _ = figures(reader, resize(image, r), cond, truth)
+    out["real"], real_low_reading = figures(reader, resize(image, r), cond, truth)
     if upsampler is not None:
         up_options = dict(upsampler_options or {})
         up = torch.cat([upsampler.sample(low_res=samples[i : i + chunk], generator=gen,
@@ -134,8 +148,11 @@ def decoder_quality(
         out["upsampler_sampling"] = {**upsampler.hparams["sampling"], **up_options}
         out["upsampled"], high_reading = figures(reader, up, cond, truth)
         out["upsampled"]["resolution"] = ur
-        out["upsampled"]["agreement"] = (low_reading == high_reading).float().mean().item()
-        out["real_upsampler_resolution"], _ = figures(reader, resize(image, ur), cond, truth)
+        out["upsampled"].update(reading_changes(low_reading, high_reading, truth))
+        out["real_upsampler_resolution"], real_high_reading = figures(
+            reader, resize(image, ur), cond, truth)
+        out["real_upsampler_resolution"]["agreement"] = (
+            real_low_reading == real_high_reading).float().mean().item()
     return out
 
 
@@ -168,6 +185,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--upsampler-low-pass-sigma", type=float, default=None,
                    help="the upsampler's low-pass consistency sigma in output px (0: off; "
                         "default: the checkpoint's sampling.low_pass_sigma)")
+    p.add_argument("--upsampler-steps", type=int, default=None,
+                   help="the upsampler's sampling steps (default: the checkpoint's sampling.steps)")
     p.add_argument("--upsampler-aug-level", type=float, default=None,
                    help="noise level of the upsampler's low-res input (default: the "
                         "checkpoint's low_res.sample_level)")
@@ -177,6 +196,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     decoder = load_decoder(args.decoder)
     upsampler = load_decoder(args.upsampler) if args.upsampler else None
     up_options: dict[str, float] = {}
+    if args.upsampler_steps is not None:
+        up_options["steps"] = args.upsampler_steps
     if args.upsampler_low_pass_sigma is not None:
         up_options["low_pass_sigma"] = args.upsampler_low_pass_sigma
     if args.upsampler_aug_level is not None:
