@@ -11,10 +11,9 @@ next to the same figures for the real images at the decoder's resolution (the ce
 - ``analytic_accuracy``: the same question put to the CLIP-free analytic reader
   (``unclip.eval.reader``): exactly one object, of the source's colour and shape;
 - with an upsampler: the same at its resolution; ``agreement``, the fraction of samples whose
-  reading is unchanged by upsampling, split into ``right_to_wrong`` and ``wrong_to_right`` (the
-  fractions whose reading upsampling breaks and mends); and for the real images the reader's
-  own ``agreement`` between their readings at the two resolutions (what resolution alone
-  changes).
+  reading is unchanged by upsampling; ``right_to_wrong`` and ``wrong_to_right``, the fractions
+  whose reading upsampling breaks and mends; and for the real images the reader's own
+  ``agreement`` between their readings at the two resolutions (what resolution alone changes).
 
     python -m unclip.lit.decoder_quality --decoder logs/.../final.ckpt \\
         [--upsampler logs/.../final.ckpt] --clip-model shapes-clip --clip-weights CLIP.pt \\
