@@ -27,6 +27,7 @@ from unclip.lit.decoder_quality import (
     analytic_correct,
     answers,
     load_test_batch,
+    sample_in_chunks,
 )
 
 
@@ -70,9 +71,8 @@ def main() -> None:
     for sigma in args.sigmas:
         gen = torch.Generator().manual_seed(args.seed)
         start = time.perf_counter()
-        out = torch.cat([up.sample(low_res=low[i : i + args.chunk], generator=gen,
-                                   low_pass_sigma=sigma, **options)
-                         for i in range(0, len(low), args.chunk)])
+        out = sample_in_chunks(up, low, gen, args.chunk, key="low_res", low_pass_sigma=sigma,
+                               **options)
         per_image = (time.perf_counter() - start) / len(low)
         rows.append(row(f"upsampled, sigma {sigma:g}", out, real, reader, single, truth, per_image))
     print_table(f"{len(real)} held-out images ({len(single)} single-object), "

@@ -12,8 +12,8 @@ next to the same figures for the real images at the decoder's resolution (the ce
   (``unclip.eval.reader``): exactly one object, of the source's colour and shape;
 - with an upsampler: the same at its resolution; ``agreement``, the fraction of samples whose
   reading is unchanged by upsampling; ``right_to_wrong`` and ``wrong_to_right``, the fractions
-  whose reading upsampling breaks and mends; and for the real images the reader's own
-  ``agreement`` between their readings at the two resolutions (what resolution alone changes).
+  whose reading upsampling breaks and mends; and the same three for the real images' readings
+  at the two resolutions (what resolution alone changes).
 
     python -m unclip.lit.decoder_quality --decoder logs/.../final.ckpt \\
         [--upsampler logs/.../final.ckpt] --clip-model shapes-clip --clip-weights CLIP.pt \\
@@ -104,10 +104,13 @@ def reading_changes(before: torch.Tensor, after: torch.Tensor, truth: torch.Tens
 
 @torch.no_grad()
 def sample_in_chunks(decoder: DecoderModule, cond: torch.Tensor, generator: torch.Generator,
-                     chunk: int = 64, **sample_options: Any) -> torch.Tensor:
-    """``decoder.sample`` of the image embeddings ``cond`` (N, D), ``chunk`` rows at a time, one
-    generator throughout (the same samples for the same seed and chunk)."""
-    return torch.cat([decoder.sample(cond[i : i + chunk], generator=generator, **sample_options)
+                     chunk: int = 64, key: str = "image_emb", **sample_options: Any
+                     ) -> torch.Tensor:
+    """``decoder.sample`` of the conditioning ``cond`` passed as ``key`` (``image_emb`` (N, D)
+    for a base decoder, ``low_res`` (N, 3, h, w) for an upsampler), ``chunk`` rows at a time,
+    one generator throughout (the same samples for the same seed and chunk)."""
+    return torch.cat([decoder.sample(**{key: cond[i : i + chunk]}, generator=generator,
+                                     **sample_options)
                       for i in range(0, len(cond), chunk)])
 
 
@@ -140,9 +143,7 @@ def decoder_quality(
     out["real"], real_low_reading = figures(reader, resize(image, r), cond, truth)
     if upsampler is not None:
         up_options = dict(upsampler_options or {})
-        up = torch.cat([upsampler.sample(low_res=samples[i : i + chunk], generator=gen,
-                                         **up_options)
-                        for i in range(0, len(samples), chunk)])
+        up = sample_in_chunks(upsampler, samples, gen, chunk, key="low_res", **up_options)
         ur = upsampler.hparams["resolution"]
         out["upsampler_sampling"] = {**upsampler.hparams["sampling"], **up_options}
         out["upsampled"], high_reading = figures(reader, up, cond, truth)
@@ -150,8 +151,8 @@ def decoder_quality(
         out["upsampled"].update(reading_changes(low_reading, high_reading, truth))
         out["real_upsampler_resolution"], real_high_reading = figures(
             reader, resize(image, ur), cond, truth)
-        out["real_upsampler_resolution"]["agreement"] = (
-            real_low_reading == real_high_reading).float().mean().item()
+        out["real_upsampler_resolution"].update(
+            reading_changes(real_low_reading, real_high_reading, truth))
     return out
 
 
