@@ -71,7 +71,7 @@ def main() -> None:
     for sigma in args.sigmas:
         gen = torch.Generator().manual_seed(args.seed)
         start = time.perf_counter()
-        out = sample_in_chunks(up, low, gen, args.chunk, key="low_res", low_pass_sigma=sigma,
+        out = sample_in_chunks(up, {"low_res": low}, gen, args.chunk, low_pass_sigma=sigma,
                                **options)
         per_image = (time.perf_counter() - start) / len(low)
         rows.append(row(f"upsampled, sigma {sigma:g}", out, real, reader, single, truth, per_image))

@@ -103,3 +103,40 @@ def test_reading_changes_counts_what_upsampling_breaks_and_mends() -> None:
     changes = decoder_quality.reading_changes(before, after, truth)
     assert changes == pytest.approx(
         {"agreement": 0.4, "right_to_wrong": 0.2, "wrong_to_right": 0.2})
+
+
+def test_a_caption_conditioned_decoder_samples_with_its_captions(inputs) -> None:
+    from unclip.lit.decoder import load_decoder
+
+    batch = decoder_quality.load_test_batch(str(inputs["shards"]), 8)
+    decoder = load_decoder(inputs["decoder"])
+    assert decoder.hparams["text_condition"]
+    given = decoder_quality.base_inputs(decoder, batch, [1, 3, 4])
+    assert set(given) == {"image_emb", "text_tokens", "text_mask"}
+    torch.testing.assert_close(given["image_emb"], batch["image_emb"][[1, 3, 4]].float())
+    torch.testing.assert_close(given["text_tokens"], batch["text_tokens"][[1, 3, 4]].float())
+    assert torch.equal(given["text_mask"], batch["text_mask"][[1, 3, 4]].bool())
+
+    def draw(chunk_inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return decoder_quality.sample_in_chunks(
+            decoder, chunk_inputs, torch.Generator().manual_seed(0), chunk=2, steps=2)
+
+    with_captions = draw(given)
+    assert with_captions.shape == (3, 3, 16, 16)
+    # the captions reach the network: without them it samples the learned null caption
+    assert not torch.allclose(with_captions, draw({"image_emb": given["image_emb"]}))
+    torch.testing.assert_close(with_captions, draw(given))  # one generator throughout
+
+
+def test_missing_captions_and_misaligned_inputs_are_named(inputs) -> None:
+    from unclip.lit.decoder import load_decoder
+
+    batch = decoder_quality.load_test_batch(str(inputs["shards"]), 4)
+    decoder = load_decoder(inputs["decoder"])
+    del batch["text_mask"]
+    with pytest.raises(ValueError, match="text_condition=true.*no text_mask"):
+        decoder_quality.base_inputs(decoder, batch)
+    with pytest.raises(ValueError, match="different lengths"):
+        decoder_quality.sample_in_chunks(
+            decoder, {"image_emb": batch["image_emb"], "text_tokens": batch["text_tokens"][:2]},
+            torch.Generator(), steps=2)

@@ -24,6 +24,8 @@ from unclip.pipeline import (
         (DecoderSettings, {"guidance_scale": float("nan")}, "guidance_scale"),
         (DecoderSettings, {"threshold": "soft"}, "threshold='soft'"),
         (PriorSettings, {"best_of": 0}, "best_of must be a positive integer"),
+        (DecoderSettings, {"best_of": 0}, "DecoderSettings.best_of must be a positive integer"),
+        (DecoderSettings, {"best_of": 2.0}, "DecoderSettings.best_of must be"),
         (UpsamplerSettings, {"aug_level": 1.5}, r"aug_level must be in \[0, 1\]"),
         (UpsamplerSettings, {"low_pass_sigma": -2.0}, "low_pass_sigma must be a finite number"),
         (UpsamplerSettings, {"low_pass_sigma": float("inf")}, "low_pass_sigma must be"),
@@ -37,8 +39,9 @@ def test_bad_values_are_refused_by_name(cls, kwargs, match):
 
 def test_from_dict_refuses_unknown_keys():
     assert DecoderSettings.from_dict({"steps": 7}).steps == 7
-    with pytest.raises(ValueError, match=r"unknown DecoderSettings keys \['best_of'\]"):
-        DecoderSettings.from_dict({"best_of": 2})
+    assert DecoderSettings.from_dict({"best_of": 4}).best_of == 4
+    with pytest.raises(ValueError, match=r"unknown DecoderSettings keys \['aug_level'\]"):
+        DecoderSettings.from_dict({"aug_level": 0.2})
 
 
 def test_sample_kwargs_and_records():
@@ -48,6 +51,8 @@ def test_sample_kwargs_and_records():
     assert s.to_dict()["aug_level"] == 0.2
     p = PriorSettings(best_of=3)
     assert "best_of" not in p.sample_kwargs() and p.to_dict()["best_of"] == 3
+    d = DecoderSettings(best_of=4)
+    assert "best_of" not in d.sample_kwargs() and d.to_dict()["best_of"] == 4
 
 
 def test_inversion_decodes_with_deterministic_ddim_on_its_grid():

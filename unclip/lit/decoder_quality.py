@@ -102,16 +102,39 @@ def reading_changes(before: torch.Tensor, after: torch.Tensor, truth: torch.Tens
             "wrong_to_right": (~right_before & right_after).float().mean().item()}
 
 
+def base_inputs(decoder: DecoderModule, batch: Mapping[str, Any],
+                rows: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
+    """A base decoder's sampling inputs for the ``rows`` of an embedding batch (all rows when
+    ``None``): ``image_emb`` and, for a decoder trained on captions too, the caption's
+    ``text_tokens`` and ``text_mask``, as the pipeline passes them."""
+    index = slice(None) if rows is None else list(rows)
+    inputs = {"image_emb": batch["image_emb"][index].float()}
+    if decoder.hparams["text_condition"]:
+        missing = [k for k in ("text_tokens", "text_mask") if k not in batch]
+        if missing:
+            raise ValueError(f"this decoder is conditioned on captions (text_condition=true), "
+                             f"but the embedding batch has no {', '.join(missing)}")
+        inputs["text_tokens"] = batch["text_tokens"][index].float()
+        inputs["text_mask"] = batch["text_mask"][index].bool()
+    return inputs
+
+
 @torch.no_grad()
-def sample_in_chunks(decoder: DecoderModule, cond: torch.Tensor, generator: torch.Generator,
-                     chunk: int = 64, key: str = "image_emb", **sample_options: Any
+def sample_in_chunks(decoder: DecoderModule, inputs: Mapping[str, torch.Tensor],
+                     generator: torch.Generator, chunk: int = 64, **sample_options: Any
                      ) -> torch.Tensor:
-    """``decoder.sample`` of the conditioning ``cond`` passed as ``key`` (``image_emb`` (N, D)
-    for a base decoder, ``low_res`` (N, 3, h, w) for an upsampler), ``chunk`` rows at a time,
-    one generator throughout (the same samples for the same seed and chunk)."""
-    return torch.cat([decoder.sample(**{key: cond[i : i + chunk]}, generator=generator,
-                                     **sample_options)
-                      for i in range(0, len(cond), chunk)])
+    """``decoder.sample(**inputs)`` ``chunk`` rows at a time, one generator throughout (the same
+    samples for the same seed and chunk). ``inputs`` are row-aligned keyword arguments of
+    ``DecoderModule.sample``: ``base_inputs`` for a base decoder, ``{"low_res": (N, 3, h, w)}``
+    for an upsampler."""
+    lengths = {len(v) for v in inputs.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"sampling inputs of different lengths: "
+                         f"{ {k: len(v) for k, v in inputs.items()} }")
+    (n,) = lengths
+    return torch.cat([decoder.sample(**{k: v[i : i + chunk] for k, v in inputs.items()},
+                                     generator=generator, **sample_options)
+                      for i in range(0, n, chunk)])
 
 
 @torch.no_grad()
@@ -135,7 +158,8 @@ def decoder_quality(
     truth = answers([batch["meta"][i] for i in rows])
     reader = ColorShapeReader(clip)
     gen = torch.Generator().manual_seed(seed)
-    samples = sample_in_chunks(decoder, cond, gen, chunk, **sample_options)
+    samples = sample_in_chunks(decoder, base_inputs(decoder, batch, rows), gen, chunk,
+                               **sample_options)
     r = decoder.hparams["resolution"]
     out: dict[str, Any] = {"n": len(rows), "resolution": r, "sampling": {
         **decoder.hparams["sampling"], **sample_options}}
@@ -143,7 +167,7 @@ def decoder_quality(
     out["real"], real_low_reading = figures(reader, resize(image, r), cond, truth)
     if upsampler is not None:
         up_options = dict(upsampler_options or {})
-        up = sample_in_chunks(upsampler, samples, gen, chunk, key="low_res", **up_options)
+        up = sample_in_chunks(upsampler, {"low_res": samples}, gen, chunk, **up_options)
         ur = upsampler.hparams["resolution"]
         out["upsampler_sampling"] = {**upsampler.hparams["sampling"], **up_options}
         out["upsampled"], high_reading = figures(reader, up, cond, truth)

@@ -31,7 +31,7 @@ from unclip.data.shapes.spec import ObjectSpec, SceneSpec
 from unclip.eval.reader import read_batch
 from unclip.eval.verdict import judge
 from unclip.lit.decoder import DecoderModule, load_decoder, resize
-from unclip.lit.decoder_quality import load_test_batch, sample_in_chunks
+from unclip.lit.decoder_quality import base_inputs, load_test_batch, sample_in_chunks
 
 
 def scene_specs(meta: Mapping[str, Any]) -> dict[str, SceneSpec]:
@@ -65,10 +65,11 @@ def scene_figures(images: torch.Tensor, metas: Sequence[Mapping[str, Any]]) -> d
 @torch.no_grad()
 def scene_fidelity(decoder: DecoderModule, batch: Mapping[str, Any], seed: int = 0,
                    chunk: int = 64, **sample_options: Any) -> dict[str, Any]:
-    """``scene_figures`` of the decoder's samples from ``batch['image_emb']`` and of the real
+    """``scene_figures`` of the decoder's samples from ``batch['image_emb']`` (and the caption
+    tokens, for a decoder trained on them: ``base_inputs``) and of the real
     ``batch['image']`` at the decoder's resolution; ``sample_options`` go to
     ``DecoderModule.sample``."""
-    samples = sample_in_chunks(decoder, batch["image_emb"].float(),
+    samples = sample_in_chunks(decoder, base_inputs(decoder, batch),
                                torch.Generator().manual_seed(seed), chunk, **sample_options)
     r = decoder.hparams["resolution"]
     return {"resolution": r, "sampling": {**decoder.hparams["sampling"], **sample_options},

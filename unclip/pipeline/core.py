@@ -30,6 +30,7 @@ from .loading import (
     clip_identity_to_check,
     load_stages,
 )
+from .rerank import best_of
 from .settings import (
     DecoderSettings,
     InversionSettings,
@@ -201,21 +202,34 @@ class UnCLIPPipeline:
         x_T: torch.Tensor | None = None,
         upsample: bool = True,
         progress: bool = False,
+        rank_targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Images (B, 3, H, W) in [-1, 1] from CLIP image embeddings (B, D): decoder, upsamplers.
 
         ``text`` (caption encodings) conditions caption-conditioned stages; ``x_T`` fixes the
         base decoder's initial noise (e.g. a DDIM inversion); ``upsample=False`` stops at the
-        base decoder.
+        base decoder. With ``decoder_settings.best_of = k > 1`` each image is decoded ``k``
+        times and the candidate whose CLIP image embedding is closest to its row of
+        ``rank_targets`` (B, D) is upsampled (default: the caption's text embedding when
+        ``text`` is given, else ``image_embeds``; ``unclip.pipeline.rerank``).
         """
         batch = image_embeds.shape[0]
         image_embeds = image_embeds.to(self.device, torch.float32)
         settings = decoder_settings or DecoderSettings()
         stage_settings = self._upsampler_settings(upsampler_settings)  # checked before sampling
-        cond = stage_condition(self.decoder, image_embeds, text)
+        k = settings.best_of
+        if k > 1 and x_T is not None:
+            raise ValueError("DecoderSettings.best_of > 1 draws each candidate's own noise; "
+                             "pass x_T only with best_of=1")
+        cond = stage_condition(self.decoder, image_embeds.repeat_interleave(k, dim=0),
+                               _repeat_text(text, k))
         x = run_image_stage(self.decoder, cond, settings, stage_generator(seed, "decoder",
-                            self.device), batch, x_T=x_T, use_autocast=self.autocast,
+                            self.device), batch * k, x_T=x_T, use_autocast=self.autocast,
                             progress=progress)
+        if k > 1:
+            if rank_targets is None:
+                rank_targets = text.pooled if text is not None else image_embeds
+            x, _ = best_of(x, self.encode_images(x), rank_targets, k)
         ups = self.upsamplers if upsample else []
         for k, (up, s) in enumerate(zip(ups, stage_settings[:len(ups)], strict=True)):
             gen = stage_generator(seed, f"upsampler{k}", self.device)
@@ -246,8 +260,11 @@ class UnCLIPPipeline:
         prior_settings = prior_settings or PriorSettings()
         decoder_settings = decoder_settings or DecoderSettings()
         z, text = self.image_embeddings(rows, prior_settings, seed, progress)
+        # an empty prompt's candidates are ranked against its own image embedding
+        empty = torch.tensor([not p.strip() for p in rows], device=z.device)[:, None]
         images = self.decode(z, text=text, decoder_settings=decoder_settings,
-                             upsampler_settings=upsampler_settings, seed=seed, progress=progress)
+                             upsampler_settings=upsampler_settings, seed=seed, progress=progress,
+                             rank_targets=torch.where(empty, z, text.pooled.to(z.device)))
         record = self.settings_record(prior=prior_settings, decoder=decoder_settings,
                                       upsamplers=upsampler_settings)
         return PipelineOutput(images, z, record)
@@ -301,6 +318,7 @@ class UnCLIPPipeline:
         frames = _positive_int(frames, "frames")
         if frames < 2:
             raise ValueError(f"frames must be >= 2 (the two end points), got {frames}")
+        _one_candidate(decoder_settings, "interpolate")
         if noise not in ("random", "inverted"):
             raise ValueError(f"noise must be 'random' or 'inverted', got {noise!r}")
         ts = torch.linspace(0, 1, frames).tolist()
@@ -362,6 +380,7 @@ class UnCLIPPipeline:
         """
         if noise not in ("random", "inverted"):
             raise ValueError(f"noise must be 'random' or 'inverted', got {noise!r}")
+        _one_candidate(decoder_settings, "text_diff")
         angles = [float(x) for x in angles]
         if not angles or any(not 0.0 <= x <= 1.0 for x in angles):
             raise ValueError(f"angles must be a non-empty list of values in [0, 1], got {angles}")
@@ -461,6 +480,20 @@ class UnCLIPPipeline:
 def variation_settings(base: DecoderSettings | None = None) -> DecoderSettings:
     """``base`` (default ``DecoderSettings()``) sampled with DDIM at ``eta = VARIATION_ETA``."""
     return replace(base or DecoderSettings(), sampler="ddim", eta=VARIATION_ETA)
+
+
+def _repeat_text(text: TextEncoding | None, k: int) -> TextEncoding | None:
+    """Each caption's encodings repeated for its ``k`` decoder candidates (row-major)."""
+    if text is None or k == 1:
+        return text
+    return TextEncoding(*(t.repeat_interleave(k, dim=0) for t in text))
+
+
+def _one_candidate(settings: DecoderSettings | None, mode: str) -> None:
+    """Frames of ``mode`` share their decoder noise: reranking would pick different noise."""
+    if settings is not None and settings.best_of != 1:
+        raise ValueError(f"{mode} holds the decoder noise fixed across frames; "
+                         f"DecoderSettings.best_of must be 1, got {settings.best_of}")
 
 
 def _positive_int(value: Any, name: str) -> int:

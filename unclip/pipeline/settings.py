@@ -19,6 +19,14 @@ from typing import Any
 from unclip.diffusion import SAMPLERS, SPACINGS, THRESHOLDS
 
 
+def _check_best_of(settings: PriorSettings | DecoderSettings) -> None:
+    """``best_of`` must be a positive integer (named with the settings class)."""
+    value = settings.best_of
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{type(settings).__name__}.best_of must be a positive integer, "
+                         f"got {value!r}")
+
+
 @dataclass(frozen=True)
 class StageSettings:
     """What every diffusion stage shares: the ``unclip.diffusion.sample`` arguments.
@@ -94,9 +102,7 @@ class PriorSettings(StageSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.best_of, bool) or not isinstance(self.best_of, int) or self.best_of < 1:
-            raise ValueError(f"PriorSettings.best_of must be a positive integer, "
-                             f"got {self.best_of!r}")
+        _check_best_of(self)
 
 
 @dataclass(frozen=True)
@@ -122,9 +128,20 @@ class ImageStageSettings(StageSettings):
 
 @dataclass(frozen=True)
 class DecoderSettings(ImageStageSettings):
-    """Base decoder sampling; guided on the image embedding (and caption) (2204.06125 sec. 2.1)."""
+    """Base decoder sampling; guided on the image embedding (and caption) (2204.06125 sec. 2.1).
+
+    Args:
+        best_of: candidates decoded per image; the one whose CLIP image embedding is closest to
+            the caption's text embedding (without a caption: to the conditioning image
+            embedding) goes on to the upsamplers (``unclip.pipeline.rerank``). 1: no reranking.
+    """
 
     guidance_scale: float = 3.0
+    best_of: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_best_of(self)
 
 
 @dataclass(frozen=True)
