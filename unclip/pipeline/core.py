@@ -217,19 +217,19 @@ class UnCLIPPipeline:
         image_embeds = image_embeds.to(self.device, torch.float32)
         settings = decoder_settings or DecoderSettings()
         stage_settings = self._upsampler_settings(upsampler_settings)  # checked before sampling
-        k = settings.best_of
-        if k > 1 and x_T is not None:
+        n = settings.best_of  # decoded candidates per image
+        if n > 1 and x_T is not None:
             raise ValueError("DecoderSettings.best_of > 1 draws each candidate's own noise; "
                              "pass x_T only with best_of=1")
-        cond = stage_condition(self.decoder, image_embeds.repeat_interleave(k, dim=0),
-                               _repeat_text(text, k))
+        cond = stage_condition(self.decoder, image_embeds.repeat_interleave(n, dim=0),
+                               _repeat_text(text, n))
         x = run_image_stage(self.decoder, cond, settings, stage_generator(seed, "decoder",
-                            self.device), batch * k, x_T=x_T, use_autocast=self.autocast,
+                            self.device), batch * n, x_T=x_T, use_autocast=self.autocast,
                             progress=progress)
-        if k > 1:
+        if n > 1:
             if rank_targets is None:
                 rank_targets = text.pooled if text is not None else image_embeds
-            x, _ = best_of(x, self.encode_images(x), rank_targets, k)
+            x, _ = best_of(x, self.encode_images(x), rank_targets, n)
         ups = self.upsamplers if upsample else []
         for k, (up, s) in enumerate(zip(ups, stage_settings[:len(ups)], strict=True)):
             gen = stage_generator(seed, f"upsampler{k}", self.device)
