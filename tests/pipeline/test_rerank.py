@@ -63,3 +63,19 @@ def test_reranking_is_refused_where_the_decoder_noise_is_fixed(pipe, images) -> 
     with pytest.raises(ValueError, match="text_diff holds the decoder noise fixed"):
         pipe.text_diff(images[0], "a red circle", "a blue circle", [0.0], noise="random",
                        decoder_settings=two)
+
+
+def test_without_a_caption_candidates_are_ranked_against_the_image_embedding(pipe, images
+                                                                              ) -> None:
+    z, k = pipe.encode_images(images), 3
+    settings = DecoderSettings(sampler="ddim", steps=4)
+    chosen = pipe.decode(z, seed=2, upsample=False,
+                         decoder_settings=DecoderSettings(sampler="ddim", steps=4, best_of=k))
+    candidates = pipe.decode(z.repeat_interleave(k, dim=0), seed=2, upsample=False,
+                             decoder_settings=settings)
+    cos = F.cosine_similarity(pipe.encode_images(candidates).unflatten(0, (2, k)),
+                              z[:, None], dim=-1)
+    torch.testing.assert_close(chosen, candidates.unflatten(0, (2, k))[[0, 1], cos.argmax(1)])
+    out = pipe.variations(images, num_variations=2, decoder_settings=DecoderSettings(
+        sampler="ddim", steps=4, eta=1.0, best_of=2), upsampler_settings=UP)
+    assert out.images.shape == (4, 3, 32, 32) and out.settings["decoder"]["best_of"] == 2
