@@ -1,4 +1,4 @@
-"""The decoder's best of k: CLIP reranking of decoded candidates (unclip.pipeline.rerank)."""
+"""The decoder's best of k: CLIP reranking of decoded candidates (unclip.rerank)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from tests.pipeline.test_pipeline import PRIOR, UP
 from unclip.pipeline import DecoderSettings
-from unclip.pipeline.rerank import best_of
+from unclip.rerank import best_of
 
 
 def test_each_image_keeps_its_highest_cosine_candidate() -> None:

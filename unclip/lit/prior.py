@@ -24,8 +24,9 @@ from unclip.clip.identity import check_same_clip
 from unclip.data.shards import expand_shards, shard_directory
 from unclip.diffusion import GaussianDiffusion, sample
 from unclip.embedding_norm import EmbeddingNorm
-from unclip.lit.prior_metrics import CaptionMeans, cosine, prior_metrics
+from unclip.lit.prior_metrics import CaptionMeans, prior_metrics
 from unclip.models.prior_transformer import PriorTransformer, trim_padding
+from unclip.rerank import best_of
 
 DEFAULT_SAMPLING = {
     "sampler": "ddpm",
@@ -320,10 +321,8 @@ class PriorModule(pl.LightningModule):
             self.diffusion, self.net, x_T, cond=cond, generator=generator, progress=progress,
             **opts,
         )
-        candidates = self.image_norm.denormalize(z).view(b, n, dim)
-        score = cosine(candidates, text_emb[:, None].expand_as(candidates))
-        best = score.argmax(dim=1)
-        return candidates[torch.arange(b, device=best.device), best]
+        candidates = self.image_norm.denormalize(z)
+        return best_of(candidates, candidates, text_emb, n)[0]
 
     # ----------------------------------------------------------------------- validation
     def _val_generator(self, batch_idx: int) -> torch.Generator:

@@ -18,6 +18,7 @@ import torch
 from unclip.clip import FrozenCLIP, TextEncoding
 from unclip.lit.decoder import DecoderModule, resize
 from unclip.lit.prior import PriorModule
+from unclip.rerank import best_of
 
 from .geometry import slerp, text_diff_direction, text_diff_path
 from .inversion import ddim_invert
@@ -30,7 +31,6 @@ from .loading import (
     clip_identity_to_check,
     load_stages,
 )
-from .rerank import best_of
 from .settings import (
     DecoderSettings,
     InversionSettings,
@@ -211,7 +211,7 @@ class UnCLIPPipeline:
         base decoder. With ``decoder_settings.best_of = k > 1`` each image is decoded ``k``
         times and the candidate whose CLIP image embedding is closest to its row of
         ``rank_targets`` (B, D) is upsampled (default: the caption's text embedding when
-        ``text`` is given, else ``image_embeds``; ``unclip.pipeline.rerank``).
+        ``text`` is given, else ``image_embeds``; ``unclip.rerank``).
         """
         batch = image_embeds.shape[0]
         image_embeds = image_embeds.to(self.device, torch.float32)

@@ -19,11 +19,11 @@ from typing import Any
 from unclip.diffusion import SAMPLERS, SPACINGS, THRESHOLDS
 
 
-def _check_best_of(settings: PriorSettings | DecoderSettings) -> None:
-    """``best_of`` must be a positive integer (named with the settings class)."""
-    value = settings.best_of
+def _check_positive_int(settings: StageSettings, field: str) -> None:
+    """``settings.<field>`` must be a positive integer (named with the settings class)."""
+    value = getattr(settings, field)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{type(settings).__name__}.best_of must be a positive integer, "
+        raise ValueError(f"{type(settings).__name__}.{field} must be a positive integer, "
                          f"got {value!r}")
 
 
@@ -53,8 +53,7 @@ class StageSettings:
         if self.spacing not in SPACINGS:
             raise ValueError(f"{name}.spacing={self.spacing!r}; "
                              f"choose one of {', '.join(SPACINGS)}")
-        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"{name}.steps must be a positive integer, got {self.steps!r}")
+        _check_positive_int(self, "steps")
         if not _finite(self.eta) or self.eta < 0:
             raise ValueError(f"{name}.eta must be a finite number >= 0, got {self.eta!r}")
         if self.eta != 0 and self.sampler != "ddim":
@@ -102,7 +101,7 @@ class PriorSettings(StageSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_best_of(self)
+        _check_positive_int(self, "best_of")
 
 
 @dataclass(frozen=True)
@@ -133,7 +132,7 @@ class DecoderSettings(ImageStageSettings):
     Args:
         best_of: candidates decoded per image; the one whose CLIP image embedding is closest to
             the caption's text embedding (without a caption: to the conditioning image
-            embedding) goes on to the upsamplers (``unclip.pipeline.rerank``). 1: no reranking.
+            embedding) goes on to the upsamplers (``unclip.rerank``). 1: no reranking.
     """
 
     guidance_scale: float = 3.0
@@ -141,7 +140,7 @@ class DecoderSettings(ImageStageSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_best_of(self)
+        _check_positive_int(self, "best_of")
 
 
 @dataclass(frozen=True)

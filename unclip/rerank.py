@@ -1,10 +1,10 @@
-"""CLIP reranking of decoded candidates: the decoder's best of ``k``.
+"""Best of ``k``: keep, per row, the candidate whose CLIP embedding is most cosine-similar to a
+target embedding.
 
-Each image is decoded ``k`` times with different noise; the candidate whose CLIP image embedding
-has the highest cosine with a target embedding is kept: the caption's CLIP text embedding for
-text-to-image (the CLIP reranking of DALL·E, 2102.12092 sec. 2.5; unCLIP keeps its prior's best
-of 2 by the same text-image score, 2204.06125 sec. 2.1), the conditioning image embedding where
-there is no caption (variations).
+The prior keeps the best of its ``k`` sampled image embeddings by their cosine with the caption's
+text embedding (2204.06125 sec. 2.1); the pipeline reranks ``k`` decoded images by the cosine of
+their CLIP image embeddings with the caption's text embedding (the CLIP reranking of DALL·E,
+2102.12092 sec. 2.5), or with the conditioning image embedding where there is no caption.
 """
 
 from __future__ import annotations
