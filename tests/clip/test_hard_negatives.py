@@ -1,4 +1,4 @@
-"""Spatial hard-negative captions and their loss (NegCLIP)."""
+"""Hard-negative captions (spatial phrases, colour swaps) and their loss (NegCLIP)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import torch.nn.functional as F
 
 from unclip.clip.hard_negatives import (
     batch_alternatives,
+    batch_color_swaps,
+    color_swap,
     hard_negative_loss,
     spatial_alternatives,
 )
@@ -93,3 +95,67 @@ def test_module_adds_the_weighted_term() -> None:
     torch.manual_seed(0)
     double = CLIPModule(model_name="tiny-clip", hard_negatives=3, hard_negative_weight=1.0)
     torch.testing.assert_close(double.training_step(batch, 0) - base, 2 * (total - base))
+
+
+@pytest.mark.parametrize("caption,swapped", [
+    ("a red circle and a blue square", "a blue circle and a red square"),
+    ("a red circle to the left of an orange square",
+     "an orange circle to the left of a red square"),
+    ("an orange triangle above a white circle", "a white triangle above an orange circle"),
+    ("an image of a cyan circle below a yellow square",
+     "an image of a yellow circle below a cyan square"),
+    ("a large green square and a small purple circle",
+     "a large purple square and a small green circle"),
+])
+def test_color_swap_exchanges_the_two_colours(caption: str, swapped: str) -> None:
+    assert color_swap(caption) == swapped
+
+
+@pytest.mark.parametrize("caption", ["a red circle", "a red circle and a red square",
+                                     "a red circle above a square", "a circle and a square", ""])
+def test_color_swap_needs_two_different_colours(caption: str) -> None:
+    assert color_swap(caption) is None
+
+
+@pytest.mark.parametrize("caption,negative", [
+    ("a red circle and a blue circle", False),          # the same scene either way
+    ("two shapes: a red square and a blue square", False),
+    ("a large red circle and a large blue circle", False),
+    ("a large red circle and a small blue circle", True),  # sizes bind too
+    ("a red circle to the left of a blue circle", True),   # a relation orders the objects
+])
+def test_color_swap_of_objects_that_differ_only_in_colour(caption: str, negative: bool) -> None:
+    assert (color_swap(caption) is not None) == negative
+
+
+def test_batch_color_swaps_rows() -> None:
+    rows, texts = batch_color_swaps(["a red circle", "a blue square below a red circle",
+                                     "a green triangle and a green circle"])
+    assert rows == [1] and texts == ["a red square below a blue circle"]
+
+
+def _training_loss(captions: list[str], **kwargs) -> torch.Tensor:
+    torch.manual_seed(0)
+    module = CLIPModule(model_name="tiny-clip", **kwargs)
+    images = torch.rand(len(captions), 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(2)  # the spatial alternatives are drawn from the global generator
+    return module.training_step({"image": images * 2 - 1, "caption": captions}, 0)
+
+
+def test_module_adds_the_color_swap_term() -> None:
+    captions = ["a red circle on the left", "a blue square", "a red circle above a blue square",
+                "a green triangle and a white circle"]
+    base = _training_loss(captions)
+    swap = _training_loss(captions, color_swaps=True, hard_negative_weight=0.5)
+    assert swap > base
+    double = _training_loss(captions, color_swaps=True, hard_negative_weight=1.0)
+    torch.testing.assert_close(double - base, 2 * (swap - base))
+    # spatial and colour negatives are encoded in one pass and split back: the terms add up
+    spatial = _training_loss(captions, hard_negatives=3, hard_negative_weight=0.5)
+    both = _training_loss(captions, hard_negatives=3, color_swaps=True, hard_negative_weight=0.5)
+    torch.testing.assert_close(both - base, (spatial - base) + (swap - base))
+
+
+def test_color_swaps_without_two_colours_add_nothing() -> None:
+    captions = ["a red circle", "a blue square above a blue circle"]
+    torch.testing.assert_close(_training_loss(captions, color_swaps=True), _training_loss(captions))

@@ -71,7 +71,7 @@ def test_clip_module_refuses_bad_settings_naming_the_key(kw: dict, match: str) -
 def test_clip_module_trains_on_degraded_images(monkeypatch: pytest.MonkeyPatch) -> None:
     module = CLIPModule(model_name="tiny-clip", low_res_prob=1.0, low_res_min_size=8)
     seen = []
-    monkeypatch.setattr(module, "_loss", lambda pixels, captions, hn=0: seen.append(pixels)
+    monkeypatch.setattr(module, "_loss", lambda pixels, captions, *negatives: seen.append(pixels)
                         or pixels.sum() * 0)
     monkeypatch.setattr(module, "log", lambda *a, **k: None)
     batch = {"image": checkerboard(2), "caption": ["a red circle", "a blue square"]}

@@ -29,18 +29,31 @@ def test_prompt_sets_follow_the_grammar() -> None:
     assert cs.prompts[cs.answer] == "a red circle"
     assert len(pos.prompts) == 9 and pos.prompts[pos.answer] == "a small red circle in the top left"
     assert pos.prompts[POSITIONS.index("at the bottom")] == "a small red circle at the bottom"
-    (rel,) = questions_for(_meta(RED_CIRCLE, BLUE_SQUARE), 3)
+    binding, rel = questions_for(_meta(RED_CIRCLE, BLUE_SQUARE), 3)
+    assert binding.task == "color_binding" and binding.index == 3
+    assert binding.prompts == ("a red circle and a blue square", "a blue circle and a red square")
+    assert binding.answer == 0
     assert rel.index == 3 and len(rel.prompts) == 4
     assert rel.prompts[rel.answer] == "a red circle to the left of a blue square"
     assert rel.prompts[RELATIONS.index("above")] == "a red circle above a blue square"
 
 
-def test_pairs_without_relation_ask_nothing() -> None:
+def test_pairs_without_relation_ask_the_binding_only() -> None:
     near = ShapeObject("square", "blue", (50, 90, 230), 7.0, (27.0, 12.0))
-    assert questions_for(_meta(RED_CIRCLE, near), 0)
+    assert [q.task for q in questions_for(_meta(RED_CIRCLE, near), 0)] == [
+        "color_binding", "relation"]
     meta = _meta(RED_CIRCLE, near)
     meta["relation"] = None
-    assert questions_for(meta, 0) == []
+    assert [q.task for q in questions_for(meta, 0)] == ["color_binding"]
+
+
+@pytest.mark.parametrize("other", [
+    ShapeObject("square", "red", (220, 40, 40), 13.0, (45.0, 16.0)),   # same colour
+    ShapeObject("circle", "blue", (50, 90, 230), 13.0, (45.0, 16.0)),  # same shape
+])
+def test_binding_needs_two_colours_and_two_shapes(other: ShapeObject) -> None:
+    """With a colour or a shape in common, exchanging the colours changes nothing to ask."""
+    assert [q.task for q in questions_for(_meta(RED_CIRCLE, other), 0)] == ["relation"]
 
 
 def test_missing_ground_truth_is_named() -> None:
@@ -64,15 +77,17 @@ def test_scoring_counts_right_and_wrong_answers() -> None:
     everything = sorted({p for q in questions for p in q.prompts})
     encode, vocab = _one_hot_encoder(everything)
     # image 0 points at its true colour/shape and position; image 1 at wrong answers;
-    # image 2 at its true relation
+    # image 2 at its true relation and at the colour-swapped caption
     image = torch.zeros(3, len(vocab))
-    cs0, pos0, cs1, pos1, rel2 = questions
+    cs0, pos0, cs1, pos1, bind2, rel2 = questions
     image[0, vocab["a red circle"]] = 1.0
     image[0, vocab[pos0.prompts[pos0.answer]]] = 1.0
     image[1, vocab["a blue triangle"]] = 1.0
     image[1, vocab[pos1.prompts[(pos1.answer + 1) % 9]]] = 1.0
     image[2, vocab[rel2.prompts[rel2.answer]]] = 1.0
+    image[2, vocab["a blue circle and a red square"]] = 1.0
     result = zero_shot_correct(image, metas, encode)
+    assert result["color_binding"].tolist() == [False]
     assert result["color_shape"].tolist() == [True, False]
     assert result["position"].tolist() == [True, False]
     assert result["relation"].tolist() == [True]

@@ -1,11 +1,15 @@
-"""Hard-negative captions for spatial words (NegCLIP: Yuksekgonul et al. 2023, "When and why
-vision-language models behave like bags-of-words", sec. 4).
+"""Hard-negative captions (NegCLIP: Yuksekgonul et al. 2023, "When and why vision-language
+models behave like bags-of-words", sec. 4): spatial words, and colours bound to shapes.
 
 A random batch's other captions almost never share a caption's objects, so the contrastive loss
-is satisfied without reading "to the left of" or "in the top right". For a caption with exactly
-one spatial phrase (a relation or a single object's position of the shapes grammar), the same
-caption with that phrase replaced by others is an extra negative its image must score below its
-own caption. :class:`~unclip.clip.mirror` gives the image-side counterpart.
+is satisfied without reading "to the left of" or "in the top right", or which object is red. For
+a caption with exactly one spatial phrase (a relation or a single object's position of the shapes
+grammar), the same caption with that phrase replaced by others is an extra negative its image
+must score below its own caption; :class:`~unclip.clip.mirror` gives the image-side counterpart.
+For a caption naming two different colours, the same caption with the two colours exchanged
+(``a blue circle and a red square`` for ``a red circle and a blue square``: NegCLIP's attribute
+swap) is one: without it the CLIP embeds a pair as a bag of colours and shapes, and the
+decoder and prior built on it cannot tell which object has which colour (2204.06125 sec. 7).
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from unclip.data.shapes import POSITIONS, RELATIONS
+from unclip.data.shapes import COLORS, POSITIONS, RELATIONS
 
 _PHRASES = sorted(RELATIONS + POSITIONS, key=len, reverse=True)  # longest first
 _PATTERN = re.compile(r"\b(" + "|".join(re.escape(p) for p in _PHRASES) + r")\b")
+_COLOR_PATTERN = re.compile(r"\b(" + "|".join(COLORS) + r")\b")
+_ARTICLE = re.compile(r"\b(a|an) (?=(\w))")
 
 
 def spatial_alternatives(
@@ -39,6 +45,37 @@ def spatial_alternatives(
         raise ValueError(f"k must be in [1, {len(others)}] for {match.group(1)!r}, got {k}")
     chosen = torch.randperm(len(others), generator=generator)[:k].tolist()
     return [caption[: match.start()] + others[i] + caption[match.end():] for i in chosen]
+
+
+def color_swap(caption: str) -> str | None:
+    """``caption`` with its two colour words exchanged, articles fixed (``an orange``).
+
+    None unless the caption names exactly two colours and they differ (nothing to misbind), and
+    when the exchange describes the same scene: two objects joined by "and" that differ only in
+    colour (``a red circle and a blue circle``) are not ordered, so the swap is no negative.
+    """
+    matches = list(_COLOR_PATTERN.finditer(caption))
+    if len(matches) != 2 or matches[0].group(1) == matches[1].group(1):
+        return None
+    head, joined, tail = _COLOR_PATTERN.sub("#", caption).partition(" and ")
+    if joined and head.endswith(tail):
+        return None
+    first, second = matches
+    swapped = (caption[: first.start()] + second.group(1) + caption[first.end(): second.start()]
+               + first.group(1) + caption[second.end():])
+    return _ARTICLE.sub(lambda m: ("an " if m.group(2) in "aeiou" else "a "), swapped)
+
+
+def batch_color_swaps(captions: Sequence[str]) -> tuple[list[int], list[str]]:
+    """The rows with a :func:`color_swap` and their swapped captions (one each)."""
+    rows: list[int] = []
+    texts: list[str] = []
+    for i, caption in enumerate(captions):
+        swapped = color_swap(caption)
+        if swapped is not None:
+            rows.append(i)
+            texts.append(swapped)
+    return rows, texts
 
 
 def batch_alternatives(

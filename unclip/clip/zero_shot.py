@@ -1,12 +1,15 @@
 """Zero-shot attribute accuracy of a CLIP on shapes images, from their ``.json`` ground truth.
 
-Three tasks, each a choice among prompts written in the shapes grammar:
+Four tasks, each a choice among prompts written in the shapes grammar:
 
 - ``color_shape``: single-object images against all 24 ``a {color} {shape}`` prompts;
 - ``position``: single-object images against the 9 ``a {size} {color} {shape} {position}``
   prompts that differ only in position;
 - ``relation``: two-object images with a relation against the 4
-  ``a {color} {shape} {relation} a {color} {shape}`` prompts that differ only in relation.
+  ``a {color} {shape} {relation} a {color} {shape}`` prompts that differ only in relation;
+- ``color_binding``: two-object images of two colours and two shapes against
+  ``a {color} {shape} and a {color} {shape}`` and the same with the colours exchanged: whether
+  the embeddings bind each colour to its shape (chance: 50%).
 
 The prediction is the prompt whose text embedding has the highest cosine similarity with the
 image embedding.
@@ -23,7 +26,7 @@ import torch.nn.functional as F
 
 from unclip.data.shapes import COLORS, POSITIONS, RELATIONS, SHAPES, pair_caption, single_caption
 
-TASKS: tuple[str, ...] = ("color_shape", "position", "relation")
+TASKS: tuple[str, ...] = ("color_shape", "position", "relation", "color_binding")
 COLOR_SHAPE_PROMPTS: tuple[str, ...] = tuple(
     single_caption(color, shape) for color in COLORS for shape in SHAPES
 )
@@ -40,7 +43,7 @@ class ZeroShotQuestion:
 
 
 def questions_for(meta: Mapping[str, Any], index: int) -> list[ZeroShotQuestion]:
-    """The zero-shot questions one shapes sample answers (none for pairs without relation)."""
+    """The zero-shot questions one shapes sample answers."""
     try:
         objects = meta["objects"]
     except (KeyError, TypeError) as err:
@@ -55,14 +58,23 @@ def questions_for(meta: Mapping[str, Any], index: int) -> list[ZeroShotQuestion]
             ),
             ZeroShotQuestion("position", index, positions, POSITIONS.index(o["position"])),
         ]
-    relation = meta.get("relation")
-    if len(objects) != 2 or not relation:
+    if len(objects) != 2:
         return []
-    a, b = objects[relation["subject"]], objects[relation["object"]]
-    prompts = tuple(
-        pair_caption(a["color"], a["shape"], b["color"], b["shape"], r) for r in RELATIONS
-    )
-    return [ZeroShotQuestion("relation", index, prompts, RELATIONS.index(relation["relation"]))]
+    questions = []
+    a, b = objects
+    if a["color"] != b["color"] and a["shape"] != b["shape"]:
+        binding = (pair_caption(a["color"], a["shape"], b["color"], b["shape"]),
+                   pair_caption(b["color"], a["shape"], a["color"], b["shape"]))
+        questions.append(ZeroShotQuestion("color_binding", index, binding, 0))
+    relation = meta.get("relation")
+    if relation:
+        a, b = objects[relation["subject"]], objects[relation["object"]]
+        prompts = tuple(
+            pair_caption(a["color"], a["shape"], b["color"], b["shape"], r) for r in RELATIONS
+        )
+        questions.append(
+            ZeroShotQuestion("relation", index, prompts, RELATIONS.index(relation["relation"])))
+    return questions
 
 
 def zero_shot_correct(

@@ -12,7 +12,7 @@ pretrained="last.ckpt")`` works on them too. At the end of training the weights 
 released as a plain open_clip state dict at ``export_path``.
 
 Validation logs the contrastive loss and, on shapes data, zero-shot attribute accuracy
-(``val/zero_shot/{color_shape,position,relation}``; :mod:`unclip.clip.zero_shot`).
+(``val/zero_shot/{color_shape,position,relation,color_binding}``; :mod:`unclip.clip.zero_shot`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from torch.optim.swa_utils import update_bn
 from torchmetrics import MeanMetric
 
 from unclip.checkpoint import atomic_write
-from unclip.clip.hard_negatives import batch_alternatives, hard_negative_loss
+from unclip.clip.hard_negatives import batch_alternatives, batch_color_swaps, hard_negative_loss
 from unclip.clip.mirror import mirror_pairs
 from unclip.clip.model_configs import model_config as registered_config
 from unclip.clip.model_configs import (
@@ -89,7 +89,12 @@ class CLIPModule(pl.LightningModule):
         hard_negatives: per caption with one spatial phrase, this many copies with the phrase
             replaced (:mod:`unclip.clip.hard_negatives`, NegCLIP) are extra negatives of its
             image in an added image-to-text loss; 0 turns it off.
-        hard_negative_weight: that loss's weight next to open_clip's contrastive loss.
+        color_swaps: per caption naming two different colours, the caption with the colours
+            exchanged is one more negative of its image, in a loss of its own (NegCLIP's
+            attribute swap, :func:`unclip.clip.hard_negatives.color_swap`): it makes the
+            embeddings bind each colour to its shape.
+        hard_negative_weight: the weight of each of those losses next to open_clip's
+            contrastive loss.
         max_logit_scale: the learned temperature is clamped to ``[0, ln max_logit_scale]``.
         position_init_std: when training from scratch, re-initialise the vision tower's
             positional embedding (ResNet attention pool, or ViT tokens) with this std. The
@@ -124,6 +129,7 @@ class CLIPModule(pl.LightningModule):
         mirror_fraction: float = 0.0,
         hard_negatives: int = 0,
         hard_negative_weight: float = 1.0,
+        color_swaps: bool = False,
         max_logit_scale: float = 100.0,
         position_init_std: float | None = None,
         low_res_prob: float = 0.0,
@@ -162,6 +168,7 @@ class CLIPModule(pl.LightningModule):
                 "mirror_fraction": float(mirror_fraction),
                 "hard_negatives": int(hard_negatives),
                 "hard_negative_weight": float(hard_negative_weight),
+                "color_swaps": bool(color_swaps),
                 "max_logit_scale": float(max_logit_scale),
                 "position_init_std": position_init_std,
                 "low_res_prob": float(low_res_prob),
@@ -204,23 +211,33 @@ class CLIPModule(pl.LightningModule):
         )
 
     def _loss(self, pixels: torch.Tensor, captions: list[str],
-              hard_negatives: int = 0) -> torch.Tensor:
+              hard_negatives: int = 0, color_swaps: bool = False) -> torch.Tensor:
         """open_clip's loss of preprocessed images and their captions, plus the weighted
-        hard-negative loss when ``hard_negatives`` > 0."""
+        hard-negative losses: spatial alternatives when ``hard_negatives`` > 0, colour swaps
+        when ``color_swaps`` (their captions encoded in one pass)."""
         tokens, _ = tokenize(self.tokenizer, captions, self.context_length)
         out = self.module(pixels, tokens.to(self.device))
         loss = self.loss_fn(**{k: v.float() for k, v in out.items()})
-        if hard_negatives <= 0:
+        sets = {}
+        if hard_negatives > 0:
+            sets["hard_negative_loss"] = batch_alternatives(captions, hard_negatives)
+        if color_swaps:
+            sets["color_swap_loss"] = batch_color_swaps(captions)
+        sets = {name: (rows, texts) for name, (rows, texts) in sets.items() if rows}
+        if not sets:
             return loss
-        rows, texts = batch_alternatives(captions, hard_negatives)
-        if not rows:
-            return loss
+        texts = [t for _, group in sets.values() for t in group]
         negative_tokens, _ = tokenize(self.tokenizer, texts, self.context_length)
         negatives = self.module.encode_text(negative_tokens.to(self.device), normalize=True)
-        extra = hard_negative_loss(out["image_features"].float(), out["text_features"].float(),
-                                   negatives.float(), rows, out["logit_scale"].float())
-        self.log("train/hard_negative_loss", extra, batch_size=len(rows))
-        return loss + self.hparams.hard_negative_weight * extra
+        start = 0
+        for name, (rows, group) in sets.items():
+            extra = hard_negative_loss(out["image_features"].float(), out["text_features"].float(),
+                                       negatives[start:start + len(group)].float(), rows,
+                                       out["logit_scale"].float())
+            start += len(group)
+            self.log(f"train/{name}", extra, batch_size=len(rows))
+            loss = loss + self.hparams.hard_negative_weight * extra
+        return loss
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         images, captions = batch["image"], list(batch["caption"])
@@ -234,7 +251,8 @@ class CLIPModule(pl.LightningModule):
         pixels = preprocess_images(images, self.preprocess_cfg)
         if self._recent_inputs.maxlen:
             self._recent_inputs.append(pixels.detach())
-        loss = self._loss(pixels, captions, self.hparams.hard_negatives)
+        loss = self._loss(pixels, captions, self.hparams.hard_negatives,
+                          self.hparams.get("color_swaps", False))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(captions))
         self.log("train/logit_scale", self.module.logit_scale.detach().exp(),
                  batch_size=len(captions))
