@@ -15,7 +15,7 @@ decoder and prior built on it cannot tell which object has which colour (2204.06
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -66,30 +66,30 @@ def color_swap(caption: str) -> str | None:
     return _ARTICLE.sub(lambda m: ("an " if m.group(2) in "aeiou" else "a "), swapped)
 
 
-def batch_color_swaps(captions: Sequence[str]) -> tuple[list[int], list[str]]:
-    """The rows with a :func:`color_swap` and their swapped captions (one each)."""
+def _gather(
+    captions: Sequence[str], negatives_of: Callable[[str], list[str] | None]
+) -> tuple[list[int], list[str]]:
+    """The rows whose ``negatives_of`` is not None and those negatives, flattened row-major."""
     rows: list[int] = []
     texts: list[str] = []
     for i, caption in enumerate(captions):
-        swapped = color_swap(caption)
-        if swapped is not None:
+        negatives = negatives_of(caption)
+        if negatives is not None:
             rows.append(i)
-            texts.append(swapped)
+            texts.extend(negatives)
     return rows, texts
+
+
+def batch_color_swaps(captions: Sequence[str]) -> tuple[list[int], list[str]]:
+    """The rows with a :func:`color_swap` and their swapped captions (one each)."""
+    return _gather(captions, lambda c: None if (swapped := color_swap(c)) is None else [swapped])
 
 
 def batch_alternatives(
     captions: Sequence[str], k: int, generator: torch.Generator | None = None
 ) -> tuple[list[int], list[str]]:
     """The rows that have alternatives and their ``k`` alternatives each, flattened row-major."""
-    rows: list[int] = []
-    texts: list[str] = []
-    for i, caption in enumerate(captions):
-        alternatives = spatial_alternatives(caption, k, generator)
-        if alternatives is not None:
-            rows.append(i)
-            texts.extend(alternatives)
-    return rows, texts
+    return _gather(captions, lambda c: spatial_alternatives(c, k, generator))
 
 
 def hard_negative_loss(
