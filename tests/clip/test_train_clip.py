@@ -180,3 +180,40 @@ def test_position_init_std_leaves_pretrained_weights_alone(tmp_path: Path) -> No
     loaded = CLIPModule(model_name="tiny-clip", pretrained=str(weights), position_init_std=1.0)
     assert torch.equal(vision_positional_embedding(loaded.module),
                        vision_positional_embedding(source.module))
+
+
+def test_channels_last_and_math_attention_keep_the_numbers() -> None:
+    """The fast layout and attention kernel change the speed of a step, not its loss or grads."""
+    captions = ["a red circle on the left", "a blue square to the left of a red circle"] * 4
+    images = torch.rand(8, 3, 32, 32) * 2 - 1
+    losses, grads = [], []
+    for fast in (False, True):
+        torch.manual_seed(0)
+        module = CLIPModule(model_name="tiny-resnet-clip", model_cfg=TINY_RESNET,
+                            hard_negatives=1, color_swaps=True, channels_last=fast,
+                            attention_backend="math" if fast else None)
+        conv = module.module.visual.conv1.weight
+        assert conv.is_contiguous(memory_format=torch.channels_last) == fast
+        assert module._pixels(images).is_contiguous(memory_format=torch.channels_last) == fast
+        loss = module.training_step({"image": images, "caption": captions}, 0)
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append(torch.cat([p.grad.flatten() for p in module.module.parameters()
+                                if p.grad is not None]))
+    torch.testing.assert_close(losses[0], losses[1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize(("backend", "flash"), [("auto", False), ("math", False), (None, True)])
+def test_attention_backend_on_the_cpu(backend: str | None, flash: bool) -> None:
+    """``auto`` and ``math`` turn the flash kernel off for the step; null leaves PyTorch's."""
+    module = CLIPModule(model_name="tiny-clip", attention_backend=backend)
+    with module._attention():
+        assert torch.backends.cuda.flash_sdp_enabled() == flash
+        assert torch.backends.cuda.math_sdp_enabled()
+    assert torch.backends.cuda.flash_sdp_enabled()
+
+
+def test_unknown_attention_backend_is_named() -> None:
+    with pytest.raises(ValueError, match="clip.attention_backend"):
+        CLIPModule(model_name="tiny-clip", attention_backend="flash")
