@@ -72,6 +72,9 @@ RANGES: tuple[tuple[str, Range], ...] = (
     ("update_every_n_steps", COUNT),
     ("max_consecutive", COUNT),
     ("refresh_rate", NON_NEGATIVE_INT),
+    ("time_budget.probe_steps", COUNT),
+    ("time_budget.recheck_every", NON_NEGATIVE_INT),
+    ("time_budget.margin", Range(0, 1, high_open=True)),
     # optimisation
     ("lr", POSITIVE),
     ("eps", POSITIVE),

@@ -1,0 +1,172 @@
+"""Moving a schedule's horizon, and fitting max_steps and the schedule to max_time."""
+
+from __future__ import annotations
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from tests.toy_modules import ToyData, ToyModule
+from unclip.callbacks.time_budget import FitScheduleToTimeBudget
+from unclip.lr_schedules import (
+    decay_start,
+    schedule_horizon,
+    set_schedule_horizon,
+    warmup_cosine,
+    warmup_stable_decay,
+)
+
+
+def optimizer(lr: float = 1.0) -> torch.optim.Optimizer:
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+
+
+def run(scheduler, steps: int) -> list[float]:
+    """The rate of each of ``steps`` optimizer steps from the scheduler's current step."""
+    out = []
+    for _ in range(steps):
+        out.append(scheduler.get_last_lr()[0])
+        scheduler.optimizer.step()
+        scheduler.step()
+    return out
+
+
+def test_wsd_horizon_moves_with_its_cooldown_share() -> None:
+    sched = warmup_stable_decay(optimizer(), warmup_steps=10, total_steps=110, decay_steps=20)
+    before = run(sched, 30)                       # warmup and part of the plateau
+    set_schedule_horizon(sched, 60)               # 50 post-warmup steps: cool-down 20 * 50/100
+    assert schedule_horizon(sched) == 60 and sched.horizon["decay_steps"] == 10
+    assert decay_start(sched) == 50
+    after = run(sched, 30)
+    fresh = warmup_stable_decay(optimizer(), warmup_steps=10, total_steps=60, decay_steps=10)
+    expected = run(fresh, 60)
+    assert before == pytest.approx(expected[:30])  # the plateau is the same either way
+    assert after == pytest.approx(expected[30:])   # and the cool-down ends at step 60
+    assert after[-1] == pytest.approx(1.0 / 10)
+
+
+def test_cosine_and_one_cycle_horizons_move() -> None:
+    cos = warmup_cosine(optimizer(), warmup_steps=5, total_steps=100, min_ratio=0.1)
+    run(cos, 3)
+    set_schedule_horizon(cos, 40)
+    rates = run(cos, 37)
+    assert rates[-1] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + torch.cos(torch.tensor(
+        torch.pi * 34 / 35)).item()))
+    assert run(cos, 2)[-1] == pytest.approx(0.1)   # at the new end: min_ratio
+
+    one = torch.optim.lr_scheduler.OneCycleLR(optimizer(), max_lr=1.0, total_steps=200,
+                                              pct_start=0.1, final_div_factor=100.0)
+    assert decay_start(one) == 20 == decay_start(one, 100)   # the warmup keeps its steps
+    run(one, 5)
+    set_schedule_horizon(one, 100)
+    reference = torch.optim.lr_scheduler.OneCycleLR(optimizer(), max_lr=1.0, total_steps=100,
+                                                    pct_start=0.2, final_div_factor=100.0)
+    assert run(one, 95) == pytest.approx(run(reference, 100)[5:])
+    three = torch.optim.lr_scheduler.OneCycleLR(optimizer(), max_lr=1.0, total_steps=100,
+                                                three_phase=True)
+    assert schedule_horizon(three) is None
+
+
+def test_moved_horizon_is_restored_from_the_state_dict() -> None:
+    sched = warmup_stable_decay(optimizer(), warmup_steps=10, total_steps=110, decay_steps=20)
+    run(sched, 12)
+    set_schedule_horizon(sched, 60)
+    resumed = warmup_stable_decay(optimizer(), warmup_steps=10, total_steps=110, decay_steps=20)
+    resumed.load_state_dict(sched.state_dict())
+    assert run(resumed, 48) == pytest.approx(run(sched, 48))
+    assert resumed.get_last_lr()[0] == pytest.approx(0.0)
+
+
+def test_constant_schedule_has_no_horizon() -> None:
+    const = torch.optim.lr_scheduler.LinearLR(optimizer(), start_factor=0.1, total_iters=5)
+    assert schedule_horizon(const) is None
+    with pytest.raises(TypeError, match="no movable horizon"):
+        set_schedule_horizon(const, 10)
+
+
+class WSDToy(ToyModule):
+    """The toy regression under a WSD schedule over ``trainer.max_steps``."""
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+        sched = warmup_stable_decay(opt, warmup_steps=5, total_steps=self.trainer.max_steps,
+                                    decay_steps=40)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+class OneCycleToy(ToyModule):
+    """The toy regression under the CLIP's OneCycle schedule (warmup: the first 10%)."""
+
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=self.hparams.lr, pct_start=0.1,
+                                                    total_steps=self.trainer.max_steps,
+                                                    cycle_momentum=False)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def fit(callback: FitScheduleToTimeBudget, max_steps: int, seconds: float, sleep: float,
+        module_class: type[ToyModule] | None = None) -> tuple[pl.Trainer, ToyModule]:
+    module = (module_class or WSDToy)(sleep_per_step=sleep)
+    trainer = pl.Trainer(max_steps=max_steps, max_time={"seconds": seconds},
+                         callbacks=[callback], logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         limit_val_batches=0)
+    trainer.fit(module, datamodule=ToyData())
+    return trainer, module
+
+
+def test_slow_run_is_planned_to_end_with_its_cooldown() -> None:
+    """About 0.02 s a step, 2.5 s of budget: far fewer than 400 steps fit. The run ends at the
+    planned step, before max_time, with the cool-down done (rate 0)."""
+    callback = FitScheduleToTimeBudget(probe_steps=10, recheck_every=20, margin=0.3)
+    trainer, module = fit(callback, max_steps=400, seconds=2.5, sleep=0.02)
+    planned = callback.planned_steps
+    assert planned is not None and 10 < planned < 400
+    assert trainer.global_step == planned == trainer.max_steps
+    sched = trainer.lr_scheduler_configs[0].scheduler
+    assert schedule_horizon(sched) == planned
+    assert sched.get_last_lr()[0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_first_plan_comes_before_a_short_warmup_ends() -> None:
+    """OneCycle decays from step 40 of 400: the plan comes at step 39, not at probe_steps."""
+    callback = FitScheduleToTimeBudget(probe_steps=100, recheck_every=0, margin=0.3)
+    trainer, _ = fit(callback, max_steps=400, seconds=3.0, sleep=0.02, module_class=OneCycleToy)
+    planned = callback.planned_steps
+    assert planned is not None and 39 < planned < 400
+    assert trainer.global_step == planned
+    sched = trainer.lr_scheduler_configs[0].scheduler
+    assert sched.total_steps == planned
+    assert sched._schedule_phases[1]["end_step"] == planned - 1   # the anneal ends there
+    assert sched.get_last_lr()[0] < 0.01 * 0.1   # under 1% of the peak rate at the end
+
+
+def test_fast_run_keeps_its_steps() -> None:
+    callback = FitScheduleToTimeBudget(probe_steps=5, recheck_every=10)
+    trainer, _ = fit(callback, max_steps=60, seconds=600, sleep=0.0)
+    assert callback.planned_steps is None and trainer.global_step == 60
+
+
+def test_no_move_once_the_decay_has_begun(caplog) -> None:
+    """Probing inside the cool-down would make the rate jump: nothing moves."""
+    callback = FitScheduleToTimeBudget(probe_steps=25, recheck_every=0)   # decay from step 20
+    with caplog.at_level("WARNING"):
+        trainer, _ = fit(callback, max_steps=60, seconds=1.5, sleep=0.03)
+    assert callback.planned_steps is None
+    assert schedule_horizon(trainer.lr_scheduler_configs[0].scheduler) == 60
+    assert trainer.global_step < 60   # stopped by max_time, as without the callback
+    assert "LR decay has begun" in caplog.text
+
+
+def test_saved_plan_is_kept_on_resume() -> None:
+    callback = FitScheduleToTimeBudget()
+    callback.load_state_dict({"planned_steps": 12})
+    trainer, _ = fit(callback, max_steps=100, seconds=600, sleep=0.0)
+    assert trainer.global_step == 12
+
+
+@pytest.mark.parametrize("kw", [{"probe_steps": 0}, {"margin": 1.0}, {"recheck_every": -1}])
+def test_bad_settings_are_refused(kw: dict) -> None:
+    with pytest.raises(ValueError, match="callbacks.time_budget"):
+        FitScheduleToTimeBudget(**kw)

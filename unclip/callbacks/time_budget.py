@@ -1,0 +1,138 @@
+"""Fit the step budget and its learning-rate schedule to the time budget (``trainer.max_time``).
+
+A quality run is configured as ``trainer.max_steps`` with a schedule over those steps (WSD's
+cool-down, a cosine decay, OneCycle) and ``trainer.max_time`` as a hard stop. On a machine slower
+than the one the steps were sized for, the hard stop comes first and the run ends at the
+plateau's rate, before its cool-down: the worst weights of the run are the ones released.
+
+This callback measures the pace (wall seconds per optimizer step, validation and checkpoints
+included) after ``probe_steps`` steps (fewer when the schedule's decay begins sooner, as a cosine
+decay does after its warmup), and when ``max_steps`` does not fit in what is left of
+``max_time`` (less a ``margin`` share of it), it shrinks ``max_steps`` to what fits and
+retargets the schedule to that horizon (:func:`unclip.lr_schedules.set_schedule_horizon`), so
+the cool-down still ends the run. It looks again every ``recheck_every`` steps and only ever
+shrinks, and only while no schedule has begun its final decay (a WSD cool-down) under the
+current plan, so the rate never jumps. The plan is saved in checkpoints: a resumed run keeps it.
+
+It does nothing without ``max_time``, when ``max_steps`` fits, or when no schedule can be
+retargeted (a constant rate has no cool-down to protect; the hard stop then applies as before).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Timer
+
+from unclip.lr_schedules import decay_start, schedule_horizon, set_schedule_horizon
+
+log = logging.getLogger(__name__)
+
+
+class FitScheduleToTimeBudget(pl.Callback):
+    """Shrink ``max_steps`` and the LR schedule's horizon to what ``max_time`` holds.
+
+    Args:
+        probe_steps: optimizer steps of this run timed before the first plan (the first few
+            steps carry warm-up costs; later plans time all steps since this probe began).
+        recheck_every: steps between later plans (0: plan once).
+        margin: share of ``max_time`` kept free for what the pace does not see (the last
+            validation, final checkpoints, a slower stretch).
+        min_steps: never plan fewer steps than this.
+    """
+
+    def __init__(self, probe_steps: int = 50, recheck_every: int = 250, margin: float = 0.05,
+                 min_steps: int = 1) -> None:
+        if probe_steps < 1 or recheck_every < 0 or min_steps < 1:
+            raise ValueError("callbacks.time_budget: need probe_steps >= 1, recheck_every >= 0 "
+                             f"and min_steps >= 1; got {probe_steps}, {recheck_every}, "
+                             f"{min_steps}")
+        if not 0.0 <= margin < 1.0:
+            raise ValueError(f"callbacks.time_budget.margin must be in [0, 1), got {margin}")
+        self.probe_steps, self.recheck_every = int(probe_steps), int(recheck_every)
+        self.margin, self.min_steps = float(margin), int(min_steps)
+        self.planned_steps: int | None = None   # the shrunk max_steps, once planned
+        self._start: tuple[int, float] | None = None   # (step, elapsed) where timing began
+        self._next_plan: int | None = None
+
+    # ------------------------------------------------------------------ plumbing
+    @staticmethod
+    def _timer(trainer: pl.Trainer) -> Timer | None:
+        timers = [c for c in trainer.callbacks if isinstance(c, Timer)]
+        return timers[0] if timers and timers[0]._duration is not None else None
+
+    @staticmethod
+    def _schedulers(trainer: pl.Trainer) -> list[Any]:
+        return [cfg.scheduler for cfg in trainer.lr_scheduler_configs]
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.planned_steps is not None:   # resumed: keep the saved plan
+            trainer.fit_loop.epoch_loop.max_steps = self.planned_steps
+        self._start = None
+        self._next_plan = trainer.global_step + self.probe_steps
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        timer = self._timer(trainer)
+        if timer is None or trainer.max_steps is None or trainer.max_steps < 0:
+            return
+        step = trainer.global_step
+        if self._start is None:   # time from the end of the first step of this run
+            self._start = (step, timer.time_elapsed("train"))
+            self._next_plan = step + self.probe_steps
+            starts = [decay_start(s) for s in self._schedulers(trainer)
+                      if schedule_horizon(s) is not None]
+            if starts:   # plan before the first decay begins (a short warmup, say)
+                self._next_plan = max(step + 2, min(self._next_plan, min(starts) - 1))
+            return
+        if self._next_plan is None or step < self._next_plan:
+            return
+        self._next_plan = step + self.recheck_every if self.recheck_every else None
+        self.plan(trainer, pl_module, timer)
+
+    # ---------------------------------------------------------------------- plan
+    def plan(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+             timer: Timer) -> int | None:
+        """Shrink ``max_steps`` and the schedules to the steps that fit; the new total or None."""
+        step, elapsed = trainer.global_step, timer.time_elapsed("train")
+        start_step, start_elapsed = self._start or (0, 0.0)
+        if step <= start_step or elapsed <= start_elapsed:
+            return None
+        pace = (elapsed - start_elapsed) / (step - start_step)
+        left = timer.time_remaining("train") - self.margin * timer._duration
+        fits = max(self.min_steps, step + 1, step + int(left / pace))
+        if fits >= trainer.max_steps:
+            return None
+        schedulers = [s for s in self._schedulers(trainer) if schedule_horizon(s) is not None]
+        if not schedulers:
+            log.warning("time budget: %d of max_steps=%d fit in max_time at %.2f s/step, but no "
+                        "LR schedule can be retargeted; the max_time stop applies",
+                        fits, trainer.max_steps, pace)
+            self._next_plan = None
+            return None
+        if any(step >= min(decay_start(s), decay_start(s, fits)) for s in schedulers):
+            # the decay has begun (or would have under the new horizon): moving it now would
+            # make the rate jump, so the max_time stop applies as before
+            log.warning("time budget: %d of max_steps=%d fit in max_time at %.2f s/step, but "
+                        "the LR decay has begun at step %d; the max_time stop applies",
+                        fits, trainer.max_steps, pace, step)
+            self._next_plan = None
+            return None
+        old = trainer.max_steps
+        for scheduler in schedulers:
+            set_schedule_horizon(scheduler, fits)
+        trainer.fit_loop.epoch_loop.max_steps = fits
+        self.planned_steps = fits
+        log.warning("time budget: max_steps=%d does not fit in max_time at %.2f s/step; planned "
+                    "%d steps, LR schedule retargeted to end there", old, pace, fits)
+        pl_module.log("time_budget/planned_steps", float(fits), rank_zero_only=True)
+        return fits
+
+    # -------------------------------------------------------------------- resume
+    def state_dict(self) -> dict[str, Any]:
+        return {"planned_steps": self.planned_steps}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.planned_steps = state_dict.get("planned_steps")
