@@ -11,10 +11,13 @@ the noise of the last updates, which an EMA only averages. A run that its time b
 before the cool-down ends at the plateau's rate; past ``total_steps`` the rate stays at
 ``min_ratio``.
 
-Both keep their horizon (``total_steps``, ``decay_steps``) on the scheduler, in its state dict,
-so it can be moved before the decay begins (:func:`set_schedule_horizon`, used by
-:class:`unclip.callbacks.time_budget.FitScheduleToTimeBudget`) and a resumed run keeps the move.
-``torch.optim.lr_scheduler.OneCycleLR`` (the CLIP's; two-phase) can be moved the same way.
+Both can have their end moved while they run (:func:`set_schedule_horizon`, used by
+:class:`unclip.callbacks.time_budget.FitScheduleToTimeBudget`): the rest of the schedule, from
+the current step on, is compressed (or stretched) in time to end at the new total, so the rate
+is continuous and the shape (the rest of a plateau, the cool-down, the cosine) is kept. The
+warps are kept in the scheduler's state dict, so a resumed run keeps them.
+``torch.optim.lr_scheduler.OneCycleLR`` (the CLIP's; two-phase) can have its end moved during
+its warmup: the anneal then ends at the new total.
 """
 
 from __future__ import annotations
@@ -29,14 +32,35 @@ OneCycleLR = torch.optim.lr_scheduler.OneCycleLR
 
 
 class HorizonLambdaLR(torch.optim.lr_scheduler.LambdaLR):
-    """A ``LambdaLR`` whose factor reads its horizon from ``self.horizon`` (a dict of ``kind``,
-    ``total_steps``, ``warmup_steps`` and, for WSD, ``decay_steps``), which is saved in the
-    scheduler's state dict and restored with it."""
+    """A ``LambdaLR`` over a step budget whose end can be moved while it runs.
 
-    def __init__(self, optimizer: torch.optim.Optimizer, factor: Callable[..., float],
-                 horizon: dict[str, Any]) -> None:
-        self.horizon = dict(horizon)
-        super().__init__(optimizer, lambda step: factor(step, self.horizon))
+    ``factor(step)`` is the schedule over the configured ``total_steps``; ``self.horizon`` holds
+    the current total and the time warps (``warps``: ``[start, scale]`` pairs, newest
+    last) that map a step of this run to a step of that schedule. Both are in the
+    scheduler's state dict.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, factor: Callable[[float], float],
+                 total_steps: int) -> None:
+        self.horizon: dict[str, Any] = {"total_steps": int(total_steps), "warps": []}
+        super().__init__(optimizer, lambda step: factor(self.schedule_step(step)))
+
+    def schedule_step(self, step: float) -> float:
+        """The configured schedule's step for ``step`` of this run (newest warp first)."""
+        for start, scale in reversed(self.horizon["warps"]):
+            if step > start:
+                step = start + (step - start) * scale
+        return step
+
+    def move_end(self, total_steps: int) -> None:
+        """End at ``total_steps``: the course from the current step on is compressed (or
+        stretched) in time to fit."""
+        now, old = self.last_epoch, self.horizon["total_steps"]
+        if not now < total_steps:
+            raise ValueError(f"a new total of {total_steps} steps must lie after the current "
+                             f"step {now}")
+        self.horizon["warps"].append([now, (old - now) / (total_steps - now)])
+        self.horizon["total_steps"] = int(total_steps)
 
 
 def warmup_cosine(
@@ -49,15 +73,13 @@ def warmup_cosine(
     if total_steps <= warmup_steps:
         raise ValueError(f"total_steps ({total_steps}) must exceed warmup_steps ({warmup_steps})")
 
-    def factor(step: int, horizon: dict[str, Any]) -> float:
-        total = horizon["total_steps"]
+    def factor(step: float) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / (total - warmup_steps))
+        progress = min(1.0, (step - warmup_steps) / (total_steps - warmup_steps))
         return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
-    return HorizonLambdaLR(optimizer, factor, {"kind": "cosine", "total_steps": total_steps,
-                                               "warmup_steps": warmup_steps})
+    return HorizonLambdaLR(optimizer, factor, total_steps)
 
 
 def wsd_factor(
@@ -91,17 +113,15 @@ def warmup_stable_decay(
         raise ValueError(f"need warmup_steps >= 0, start_factor in (0, 1], min_ratio in [0, 1]; "
                          f"got {warmup_steps}, {start_factor}, {min_ratio}")
 
-    def factor(step: int, horizon: dict[str, Any]) -> float:
-        return wsd_factor(step, warmup_steps, horizon["total_steps"], horizon["decay_steps"],
-                          start_factor, min_ratio)
+    def factor(step: float) -> float:
+        return wsd_factor(step, warmup_steps, total_steps, decay_steps, start_factor, min_ratio)
 
-    return HorizonLambdaLR(optimizer, factor, {"kind": "wsd", "total_steps": total_steps,
-                                               "warmup_steps": warmup_steps,
-                                               "decay_steps": decay_steps})
+    return HorizonLambdaLR(optimizer, factor, total_steps)
 
 
 def schedule_horizon(scheduler: Any) -> int | None:
-    """The step count a schedule is laid over, or None when it has none that can be moved."""
+    """The step a schedule ends at, or None when it has no end that can be moved (a constant
+    rate, a three-phase OneCycle, any other scheduler)."""
     if isinstance(scheduler, HorizonLambdaLR):
         return int(scheduler.horizon["total_steps"])
     if isinstance(scheduler, OneCycleLR) and len(scheduler._schedule_phases) == 2:
@@ -109,47 +129,35 @@ def schedule_horizon(scheduler: Any) -> int | None:
     return None
 
 
-def decay_start(scheduler: Any, total_steps: int | None = None) -> int:
-    """The first step whose rate depends on the horizon (``total_steps``, default: the current
-    one): the cool-down's start for WSD, the end of warmup for cosine and OneCycle."""
-    if schedule_horizon(scheduler) is None:
-        raise TypeError(f"{type(scheduler).__name__} has no movable horizon")
-    total = schedule_horizon(scheduler) if total_steps is None else total_steps
+def can_move_end(scheduler: Any) -> bool:
+    """Whether :func:`set_schedule_horizon` now keeps the rate continuous: always for this
+    module's schedules; for OneCycle only during its warmup (its anneal is laid over the phase)."""
     if isinstance(scheduler, HorizonLambdaLR):
-        h = scheduler.horizon
-        if h["kind"] == "wsd":
-            return total - _scaled_decay(h, total)
-        return int(h["warmup_steps"])
-    if isinstance(scheduler, OneCycleLR):
+        return True
+    if schedule_horizon(scheduler) is None:
+        return False
+    return scheduler.last_epoch <= scheduler._schedule_phases[0]["end_step"]
+
+
+def first_decay_step(scheduler: Any) -> int | None:
+    """For OneCycle: the step after which its end can no longer be moved; None otherwise."""
+    if isinstance(scheduler, OneCycleLR) and schedule_horizon(scheduler) is not None:
         return int(scheduler._schedule_phases[0]["end_step"]) + 1
-    raise TypeError(f"{type(scheduler).__name__} has no movable horizon")
-
-
-def _scaled_decay(horizon: dict[str, Any], total: int) -> int:
-    """WSD's cool-down length for a new total: the same share of the steps after warmup."""
-    old_total, decay, warm = horizon["total_steps"], horizon["decay_steps"], horizon["warmup_steps"]
-    if total == old_total:
-        return int(decay)
-    return max(1, round(decay * (total - warm) / (old_total - warm)))
+    return None
 
 
 def set_schedule_horizon(scheduler: Any, total_steps: int) -> None:
-    """Lay the schedule over ``total_steps`` instead: WSD keeps its cool-down's share of the
-    post-warmup steps; warmups keep their length in steps (OneCycle's too, so its rate up to
-    the peak does not change)."""
+    """End the schedule at ``total_steps``. This module's schedules compress (or stretch) the
+    rest of their course in time from the current step; a two-phase OneCycle, still in its
+    warmup, ends its anneal there instead."""
     if isinstance(scheduler, HorizonLambdaLR):
-        h = scheduler.horizon
-        if total_steps <= h["warmup_steps"]:
-            raise ValueError(f"a horizon of {total_steps} steps leaves no room after the "
-                             f"{h['warmup_steps']} warmup steps")
-        if h["kind"] == "wsd":
-            h["decay_steps"] = _scaled_decay(h, total_steps)
-        h["total_steps"] = int(total_steps)
-    elif schedule_horizon(scheduler) is not None:   # two-phase OneCycle: warmup, anneal
+        scheduler.move_end(total_steps)
+    elif schedule_horizon(scheduler) is not None:
         warmup_end = scheduler._schedule_phases[0]["end_step"]
-        if total_steps - 1 <= warmup_end:
-            raise ValueError(f"a horizon of {total_steps} steps leaves no room after the "
-                             f"{warmup_end + 1:g} warmup steps")
+        if not can_move_end(scheduler) or total_steps - 1 <= warmup_end:
+            raise ValueError(f"OneCycle's end can be moved only during its warmup (to "
+                             f"{warmup_end + 1:g} steps), to more steps than that; asked "
+                             f"{total_steps} at step {scheduler.last_epoch}")
         scheduler._schedule_phases[1]["end_step"] = float(total_steps - 1)
         scheduler.total_steps = int(total_steps)
     else:

@@ -6,13 +6,15 @@ than the one the steps were sized for, the hard stop comes first and the run end
 plateau's rate, before its cool-down: the worst weights of the run are the ones released.
 
 This callback measures the pace (wall seconds per optimizer step, validation and checkpoints
-included) after ``probe_steps`` steps (fewer when the schedule's decay begins sooner, as a cosine
-decay does after its warmup), and when ``max_steps`` does not fit in what is left of
-``max_time`` (less a ``margin`` share of it), it shrinks ``max_steps`` to what fits and
-retargets the schedule to that horizon (:func:`unclip.lr_schedules.set_schedule_horizon`), so
-the cool-down still ends the run. It looks again every ``recheck_every`` steps and only ever
-shrinks, and only while no schedule has begun its final decay (a WSD cool-down) under the
-current plan, so the rate never jumps. The plan is saved in checkpoints: a resumed run keeps it.
+included) after ``probe_steps`` steps, and when ``max_steps`` does not fit in what is left of
+``max_time`` (less a ``margin`` share of it), it lowers ``max_steps`` to what fits and moves
+the schedule's end there (:func:`unclip.lr_schedules.set_schedule_horizon`: the rest of its
+course is compressed in time from the current step, so the rate stays continuous and the
+cool-down still ends the run). It plans again every ``recheck_every`` steps, when the pace
+includes validations, up or down, never past the configured
+``max_steps``. A OneCycle schedule's end can be moved only during its warmup, so the first plan
+comes before that ends. The plan is saved in checkpoints: a
+resumed run keeps it.
 
 It does nothing without ``max_time``, when ``max_steps`` fits, or when no schedule can be
 retargeted (a constant rate has no cool-down to protect; the hard stop then applies as before).
@@ -26,7 +28,12 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import Timer
 
-from unclip.lr_schedules import decay_start, schedule_horizon, set_schedule_horizon
+from unclip.lr_schedules import (
+    can_move_end,
+    first_decay_step,
+    schedule_horizon,
+    set_schedule_horizon,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +44,17 @@ class FitScheduleToTimeBudget(pl.Callback):
     Args:
         probe_steps: optimizer steps of this run timed before the first plan (the first few
             steps carry warm-up costs; later plans time all steps since this probe began).
-        recheck_every: steps between later plans (0: plan once).
+        recheck_every: steps between later plans (0: plan once); these see the cost of the
+            validations so far, which the first plan, before any, does not.
         margin: share of ``max_time`` kept free for what the pace does not see (the last
             validation, final checkpoints, a slower stretch).
         min_steps: never plan fewer steps than this.
+        tolerance: a later plan moves the end only when it differs from the current one by
+            more than this share of it.
     """
 
     def __init__(self, probe_steps: int = 50, recheck_every: int = 250, margin: float = 0.05,
-                 min_steps: int = 1) -> None:
+                 min_steps: int = 1, tolerance: float = 0.02) -> None:
         if probe_steps < 1 or recheck_every < 0 or min_steps < 1:
             raise ValueError("callbacks.time_budget: need probe_steps >= 1, recheck_every >= 0 "
                              f"and min_steps >= 1; got {probe_steps}, {recheck_every}, "
@@ -53,7 +63,10 @@ class FitScheduleToTimeBudget(pl.Callback):
             raise ValueError(f"callbacks.time_budget.margin must be in [0, 1), got {margin}")
         self.probe_steps, self.recheck_every = int(probe_steps), int(recheck_every)
         self.margin, self.min_steps = float(margin), int(min_steps)
-        self.planned_steps: int | None = None   # the shrunk max_steps, once planned
+        self.tolerance = float(tolerance)
+        self.planned_steps: int | None = None   # the planned max_steps, once planned
+        self.configured_steps: int | None = None   # max_steps as configured: the most planned
+        self.plans: list[tuple[int, int]] = []   # (step, planned max_steps) of this run
         self._start: tuple[int, float] | None = None   # (step, elapsed) where timing began
         self._next_plan: int | None = None
 
@@ -68,6 +81,8 @@ class FitScheduleToTimeBudget(pl.Callback):
         return [cfg.scheduler for cfg in trainer.lr_scheduler_configs]
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.configured_steps is None:
+            self.configured_steps = trainer.max_steps
         if self.planned_steps is not None:   # resumed: keep the saved plan
             trainer.fit_loop.epoch_loop.max_steps = self.planned_steps
         self._start = None
@@ -82,9 +97,9 @@ class FitScheduleToTimeBudget(pl.Callback):
         if self._start is None:   # time from the end of the first step of this run
             self._start = (step, timer.time_elapsed("train"))
             self._next_plan = step + self.probe_steps
-            starts = [decay_start(s) for s in self._schedulers(trainer)
-                      if schedule_horizon(s) is not None]
-            if starts:   # plan before the first decay begins (a short warmup, say)
+            starts = [first_decay_step(s) for s in self._schedulers(trainer)]
+            starts = [s for s in starts if s is not None]
+            if starts:   # plan before OneCycle's warmup ends (later its end cannot move)
                 self._next_plan = max(step + 2, min(self._next_plan, min(starts) - 1))
             return
         if self._next_plan is None or step < self._next_plan:
@@ -95,7 +110,8 @@ class FitScheduleToTimeBudget(pl.Callback):
     # ---------------------------------------------------------------------- plan
     def plan(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
              timer: Timer) -> int | None:
-        """Shrink ``max_steps`` and the schedules to the steps that fit; the new total or None."""
+        """Move ``max_steps`` and the schedules' end to the steps that fit (at most the configured
+        ``max_steps``); the new total, or None when nothing moved."""
         step, elapsed = trainer.global_step, timer.time_elapsed("train")
         start_step, start_elapsed = self._start or (0, 0.0)
         if step <= start_step or elapsed <= start_elapsed:
@@ -103,8 +119,9 @@ class FitScheduleToTimeBudget(pl.Callback):
         pace = (elapsed - start_elapsed) / (step - start_step)
         left = timer.time_remaining("train") - self.margin * timer._duration
         fits = max(self.min_steps, step + 1, step + int(left / pace))
-        if fits >= trainer.max_steps:
-            return None
+        fits = min(fits, self.configured_steps or trainer.max_steps)
+        if abs(fits - trainer.max_steps) <= max(1, self.tolerance * trainer.max_steps):
+            return None   # the current plan holds
         schedulers = [s for s in self._schedulers(trainer) if schedule_horizon(s) is not None]
         if not schedulers:
             log.warning("time budget: %d of max_steps=%d fit in max_time at %.2f s/step, but no "
@@ -112,9 +129,9 @@ class FitScheduleToTimeBudget(pl.Callback):
                         fits, trainer.max_steps, pace)
             self._next_plan = None
             return None
-        if any(step >= min(decay_start(s), decay_start(s, fits)) for s in schedulers):
-            # the decay has begun (or would have under the new horizon): moving it now would
-            # make the rate jump, so the max_time stop applies as before
+        if not all(can_move_end(s) for s in schedulers):
+            # OneCycle past its warmup: moving its end now would make the rate jump, so the
+            # max_time stop applies as before
             log.warning("time budget: %d of max_steps=%d fit in max_time at %.2f s/step, but "
                         "the LR decay has begun at step %d; the max_time stop applies",
                         fits, trainer.max_steps, pace, step)
@@ -125,14 +142,17 @@ class FitScheduleToTimeBudget(pl.Callback):
             set_schedule_horizon(scheduler, fits)
         trainer.fit_loop.epoch_loop.max_steps = fits
         self.planned_steps = fits
-        log.warning("time budget: max_steps=%d does not fit in max_time at %.2f s/step; planned "
-                    "%d steps, LR schedule retargeted to end there", old, pace, fits)
+        self.plans.append((step, fits))
+        log.warning("time budget: %d steps fit in max_time at %.2f s/step (max_steps was %d, "
+                    "configured %s); the LR schedule now ends there", fits, pace, old,
+                    self.configured_steps)
         pl_module.log("time_budget/planned_steps", float(fits), rank_zero_only=True)
         return fits
 
     # -------------------------------------------------------------------- resume
     def state_dict(self) -> dict[str, Any]:
-        return {"planned_steps": self.planned_steps}
+        return {"planned_steps": self.planned_steps, "configured_steps": self.configured_steps}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.planned_steps = state_dict.get("planned_steps")
+        self.configured_steps = state_dict.get("configured_steps")
