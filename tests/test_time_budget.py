@@ -226,7 +226,8 @@ def test_saved_plan_is_kept_on_resume() -> None:
     assert trainer.global_step == 12
 
 
-@pytest.mark.parametrize("kw", [{"probe_steps": 0}, {"margin": 1.0}, {"recheck_every": -1}])
+@pytest.mark.parametrize("kw", [{"probe_steps": 0}, {"margin": 1.0}, {"recheck_every": -1},
+                                {"tolerance": -0.1}])
 def test_bad_settings_are_refused(kw: dict) -> None:
     with pytest.raises(ValueError, match="callbacks.time_budget"):
         FitScheduleToTimeBudget(**kw)

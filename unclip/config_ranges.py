@@ -75,6 +75,7 @@ RANGES: tuple[tuple[str, Range], ...] = (
     ("time_budget.probe_steps", COUNT),
     ("time_budget.recheck_every", NON_NEGATIVE_INT),
     ("time_budget.margin", Range(0, 1, high_open=True)),
+    ("time_budget.tolerance", PROBABILITY),
     # optimisation
     ("lr", POSITIVE),
     ("eps", POSITIVE),

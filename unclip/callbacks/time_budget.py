@@ -61,6 +61,8 @@ class FitScheduleToTimeBudget(pl.Callback):
                              f"{min_steps}")
         if not 0.0 <= margin < 1.0:
             raise ValueError(f"callbacks.time_budget.margin must be in [0, 1), got {margin}")
+        if not 0.0 <= tolerance < 1.0:
+            raise ValueError(f"callbacks.time_budget.tolerance must be in [0, 1), got {tolerance}")
         self.probe_steps, self.recheck_every = int(probe_steps), int(recheck_every)
         self.margin, self.min_steps = float(margin), int(min_steps)
         self.tolerance = float(tolerance)
