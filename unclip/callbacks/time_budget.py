@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 class FitScheduleToTimeBudget(pl.Callback):
-    """Shrink ``max_steps`` and the LR schedule's horizon to what ``max_time`` holds.
+    """Move ``max_steps`` and the LR schedule's end to what ``max_time`` holds.
 
     Args:
         probe_steps: optimizer steps of this run timed before the first plan (the first few
@@ -116,12 +116,12 @@ class FitScheduleToTimeBudget(pl.Callback):
         ``max_steps``); the new total, or None when nothing moved."""
         step, elapsed = trainer.global_step, timer.time_elapsed("train")
         start_step, start_elapsed = self._start or (0, 0.0)
-        if step <= start_step or elapsed <= start_elapsed:
-            return None
-        pace = (elapsed - start_elapsed) / (step - start_step)
+        pace = max(elapsed - start_elapsed, 1e-9) / max(step - start_step, 1)
         left = timer.time_remaining("train") - self.margin * timer._duration
         fits = max(self.min_steps, step + 1, step + int(left / pace))
         fits = min(fits, self.configured_steps or trainer.max_steps)
+        # every rank takes rank 0's plan: ranks that stopped at different steps would hang DDP
+        fits = int(trainer.strategy.broadcast(fits, src=0))
         if abs(fits - trainer.max_steps) <= max(1, self.tolerance * trainer.max_steps):
             return None   # the current plan holds
         schedulers = [s for s in self._schedulers(trainer) if schedule_horizon(s) is not None]
