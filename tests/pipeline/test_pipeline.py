@@ -106,7 +106,9 @@ def test_interpolating_images_runs_from_one_embedding_to_the_other(pipe, images)
     torch.testing.assert_close(out.image_embeds[1], slerp(z[0], z[1], 0.5))
     # decoder noise fixed across frames: frame 0 is the variation of image a with that seed
     first = pipe.variations(images[:1], seed=5, **FAST)
-    assert torch.equal(out.images[0], first.images[0])
+    # equal up to the last bits: a batch of 3 and a batch of 1 take different CPU kernels on
+    # some machines (AMX: up to 1e-5 apart); another noise draw would differ by O(1)
+    torch.testing.assert_close(out.images[0], first.images[0], atol=1e-4, rtol=0)
     assert not torch.allclose(out.images[0], out.images[-1])
 
 
