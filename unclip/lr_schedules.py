@@ -134,9 +134,8 @@ def can_move_end(scheduler: Any) -> bool:
     module's schedules; for OneCycle only during its warmup (its anneal is laid over the phase)."""
     if isinstance(scheduler, HorizonLambdaLR):
         return True
-    if schedule_horizon(scheduler) is None:
-        return False
-    return scheduler.last_epoch <= scheduler._schedule_phases[0]["end_step"]
+    start = first_decay_step(scheduler)
+    return start is not None and scheduler.last_epoch < start
 
 
 def first_decay_step(scheduler: Any) -> int | None:

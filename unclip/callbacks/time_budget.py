@@ -87,8 +87,7 @@ class FitScheduleToTimeBudget(pl.Callback):
             self.configured_steps = trainer.max_steps
         if self.planned_steps is not None:   # resumed: keep the saved plan
             trainer.fit_loop.epoch_loop.max_steps = self.planned_steps
-        self._start = None
-        self._next_plan = trainer.global_step + self.probe_steps
+        self._start = None   # the first batch of this run starts the timing and the probe
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
