@@ -226,6 +226,22 @@ def test_saved_plan_is_kept_on_resume() -> None:
     assert trainer.global_step == 12
 
 
+def test_resumed_run_given_more_steps_may_plan_up_to_them() -> None:
+    """The cap is this run's max_steps, not the one saved: a run resumed with 60 steps after a
+    first leg of 20 goes on to 60 (the saved cap of 20 would have planned it back down)."""
+    callback = FitScheduleToTimeBudget(probe_steps=5, recheck_every=10)
+    callback.load_state_dict({"planned_steps": None, "configured_steps": 20})
+    trainer, _ = fit(callback, max_steps=60, seconds=600, sleep=0.0)
+    assert callback.configured_steps == 60 and trainer.global_step == 60
+
+
+def test_saved_plan_above_a_lowered_max_steps_is_capped() -> None:
+    callback = FitScheduleToTimeBudget()
+    callback.load_state_dict({"planned_steps": 50, "configured_steps": 100})
+    trainer, _ = fit(callback, max_steps=30, seconds=600, sleep=0.0)
+    assert callback.planned_steps == 30 and trainer.global_step == 30
+
+
 @pytest.mark.parametrize("kw", [{"probe_steps": 0}, {"margin": 1.0}, {"recheck_every": -1},
                                 {"tolerance": -0.1}])
 def test_bad_settings_are_refused(kw: dict) -> None:

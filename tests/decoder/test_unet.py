@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from unclip.models.unet import UNet
+from unclip.models.unet import UNet, coordinate_grid
 
 B, D, W, L, R = 3, 24, 20, 6, 16
 
@@ -257,3 +257,37 @@ def test_attention_without_mask_equals_a_mask_of_ones():
     x, context = torch.randn(2, 32, 4, 4), torch.randn(2, 5, 8)
     ones = torch.ones(2, 5, dtype=torch.bool)
     torch.testing.assert_close(block(x, context, None), block(x, context, ones))
+
+
+def test_coordinate_grid_is_x_then_y_in_minus_one_to_one():
+    grid = coordinate_grid(torch.zeros(2, 3, 4, 5))
+    assert grid.shape == (2, 2, 4, 5)
+    torch.testing.assert_close(grid[0, 0, 2], torch.linspace(-1, 1, 5))  # x along a row
+    torch.testing.assert_close(grid[1, 1, :, 3], torch.linspace(-1, 1, 4))  # y down a column
+    assert grid[0, 0, 0, 0] == grid[0, 1, 0, 0] == -1  # top left
+    assert grid[0, 0, -1, -1] == grid[0, 1, -1, -1] == 1  # bottom right
+
+
+def test_coordinate_channels_are_two_extra_inputs_of_the_input_conv():
+    """With the coordinate weights zeroed the network is the plain one with the same weights,
+    and with them it is not: the grid reaches the input conv, and only there."""
+    coord = make_net(coord_channels=True)
+    plain_net = make_net()
+    assert coord.input_conv.in_channels == plain_net.input_conv.in_channels + 2
+    inp = inputs()
+    with torch.no_grad():
+        coord.input_conv.weight[:, 3:].zero_()
+        state = coord.state_dict()
+        state["input_conv.weight"] = state["input_conv.weight"][:, :3]
+        plain_net.load_state_dict(state)
+        torch.testing.assert_close(run(coord, inp), run(plain_net, inp))
+        coord.input_conv.weight[:, 3:].normal_()
+        assert (run(coord, inp) - run(plain_net, inp)).abs().amax() > 1e-3
+
+
+def test_upsampler_with_coordinate_channels_takes_both_inputs():
+    net = make_upsampler(coord_channels=True)
+    assert net.input_conv.in_channels == 3 + 3 + 2
+    inp = inputs()
+    out = net(inp["x_t"], inp["t"], low_res=torch.randn(B, 3, R // 2, R // 2))
+    assert out.shape == (B, 3, R, R) and torch.isfinite(out).all()

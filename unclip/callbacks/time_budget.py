@@ -83,9 +83,11 @@ class FitScheduleToTimeBudget(pl.Callback):
         return [cfg.scheduler for cfg in trainer.lr_scheduler_configs]
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.configured_steps is None:
-            self.configured_steps = trainer.max_steps
-        if self.planned_steps is not None:   # resumed: keep the saved plan
+        # this run's max_steps caps the plans: a resumed run may be given more (or fewer) steps
+        self.configured_steps = trainer.max_steps
+        if self.planned_steps is not None:   # resumed: keep the saved plan, within that cap
+            if trainer.max_steps is not None and trainer.max_steps >= 0:
+                self.planned_steps = min(self.planned_steps, trainer.max_steps)
             trainer.fit_loop.epoch_loop.max_steps = self.planned_steps
         self._start = None   # the first batch of this run starts the timing and the probe
 

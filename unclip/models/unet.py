@@ -12,6 +12,11 @@ Conditioning (unCLIP, 2204.06125 sec. 2.1): see :class:`DecoderConditioner`. Ups
 and concatenated to ``x_t`` (SR3 2104.07636, CDM 2106.15282), and an augmentation level
 ``aug_level`` in [0, 1] (the noise level of the low-res corruption, CDM sec. 4.1) embedded like
 the timestep and added to the conditioning embedding.
+
+Coordinate channels (``coord_channels=True``, CoordConv 1807.03247): two extra input channels
+holding each pixel's x and y in [-1, 1]. Convolutions are translation-equivariant and only see
+where they are through the zero padding, so without them a decoder must learn absolute position
+("in the top left", "to the left of") from border effects; with them every feature can read it.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class UNet(nn.Module):
         image_emb_dim, num_image_tokens, text_token_dim, image_drop_prob, text_drop_prob,
         normalize_image_emb: see :class:`DecoderConditioner`.
         low_res_channels: channels of the low-res conditioning image (0 for a base decoder).
+        coord_channels: append each pixel's (x, y) in [-1, 1] to the input (CoordConv).
         groups: GroupNorm groups.
     """
 
@@ -85,6 +91,7 @@ class UNet(nn.Module):
         text_drop_prob: float = 0.5,
         normalize_image_emb: bool = True,
         low_res_channels: int = 0,
+        coord_channels: bool = False,
         groups: int = 32,
     ) -> None:
         super().__init__()
@@ -99,7 +106,7 @@ class UNet(nn.Module):
             raise ValueError(f"attn_resolutions {sorted(unknown)} are not feature-map sizes of "
                              f"this U-Net (it has {sorted(reachable, reverse=True)})")
         self.resolution, self.in_channels, self.out_channels = resolution, in_channels, out_channels
-        self.low_res_channels = low_res_channels
+        self.low_res_channels, self.coord_channels = low_res_channels, bool(coord_channels)
         emb_dim = emb_dim or 4 * model_channels
         context_dim = context_dim or emb_dim
 
@@ -117,7 +124,8 @@ class UNet(nn.Module):
                     if res in attn_resolutions and resample is None else None)
             return UNetLevel(block, attn)
 
-        self.input_conv = nn.Conv2d(in_channels + low_res_channels, model_channels, 3, padding=1)
+        extra = low_res_channels + (2 if coord_channels else 0)
+        self.input_conv = nn.Conv2d(in_channels + extra, model_channels, 3, padding=1)
         self.down = nn.ModuleList()
         skips, ch, res = [model_channels], model_channels, resolution
         for i, mult in enumerate(channel_mult):
@@ -178,6 +186,8 @@ class UNet(nn.Module):
             x = torch.cat([x, up], dim=1)
             level = aug_level if aug_level is not None else torch.zeros_like(t)
             emb = emb + self.aug_embed(level.to(t.device))
+        if self.coord_channels:
+            x = torch.cat([x, coordinate_grid(x)], dim=1)
         h = self.input_conv(x.contiguous(memory_format=torch.channels_last))
         skips = [h]
         for block in self.down:
@@ -214,3 +224,13 @@ class UNet(nn.Module):
         elif low_res is not None or aug_level is not None:
             raise ValueError("low_res/aug_level given, but this U-Net is not an upsampler "
                              "(low_res_channels=0)")
+
+
+def coordinate_grid(x: torch.Tensor) -> torch.Tensor:
+    """(B, 2, H, W) pixel-centre coordinates of ``x`` in [-1, 1]: channel 0 is x (left to right),
+    channel 1 is y (top to bottom), as CoordConv (1807.03247); independent of the resolution."""
+    b, _, height, width = x.shape
+    ys = torch.linspace(-1.0, 1.0, height, device=x.device, dtype=x.dtype)
+    xs = torch.linspace(-1.0, 1.0, width, device=x.device, dtype=x.dtype)
+    grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([grid_x, grid_y]).expand(b, 2, height, width)
