@@ -237,9 +237,9 @@ def test_resumed_run_given_more_steps_may_plan_up_to_them() -> None:
 
 def test_saved_plan_above_a_lowered_max_steps_is_capped() -> None:
     callback = FitScheduleToTimeBudget()
-    callback.load_state_dict({"planned_steps": 50, "configured_steps": 100})
-    trainer, _ = fit(callback, max_steps=30, seconds=600, sleep=0.0)
-    assert callback.planned_steps == 30 and trainer.global_step == 30
+    callback.load_state_dict({"planned_steps": 80, "configured_steps": 100})
+    trainer, _ = fit(callback, max_steps=60, seconds=600, sleep=0.0)
+    assert callback.planned_steps == 60 and trainer.global_step == 60
 
 
 @pytest.mark.parametrize("kw", [{"probe_steps": 0}, {"margin": 1.0}, {"recheck_every": -1},
