@@ -154,8 +154,8 @@ class FitScheduleToTimeBudget(pl.Callback):
 
     # -------------------------------------------------------------------- resume
     def state_dict(self) -> dict[str, Any]:
-        return {"planned_steps": self.planned_steps, "configured_steps": self.configured_steps}
+        # the cap is not saved: each run takes it from its own max_steps (on_train_start)
+        return {"planned_steps": self.planned_steps}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.planned_steps = state_dict.get("planned_steps")
-        self.configured_steps = state_dict.get("configured_steps")
+        self.planned_steps = state_dict.get("planned_steps")   # older checkpoints' cap is ignored
