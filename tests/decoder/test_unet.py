@@ -225,6 +225,9 @@ def test_upsampler_requires_low_res():
         (dict(head_channels=24), "not a multiple of head_channels"),
         (dict(image_drop_prob=1.5), "image_drop_prob"),
         (dict(model_channels=40), "normalisation groups"),
+        (dict(layout_res=-1), "layout_res"),
+        (dict(layout_res=4, layout_channels=0), "layout_channels"),
+        (dict(layout_res=4, image_emb_dim=None), "needs image conditioning"),
     ],
 )
 def test_bad_configs_are_named(kwargs, match):
@@ -291,3 +294,49 @@ def test_upsampler_with_coordinate_channels_takes_both_inputs():
     inp = inputs()
     out = net(inp["x_t"], inp["t"], low_res=torch.randn(B, 3, R // 2, R // 2))
     assert out.shape == (B, 3, R, R) and torch.isfinite(out).all()
+
+
+def test_layout_map_is_a_linear_projection_of_the_unit_embedding():
+    """The map is W (sqrt(D) z) + b reshaped to (C, r, r), z the unit embedding; dropped rows
+    all get the null embedding's map; without layout_res there is no map."""
+    from unclip.models.unet_conditioning import DecoderConditioner
+
+    inp = inputs()
+    torch.manual_seed(0)
+    cond = DecoderConditioner(32, 16, image_emb_dim=D, layout_res=4, layout_channels=5).eval()
+    drop = torch.tensor([False, True, True])
+    layout = cond(B, inp["image_emb"], cond_drop=drop).layout
+    assert layout.shape == (B, 5, 4, 4)
+    z = torch.nn.functional.normalize(inp["image_emb"][0], dim=-1) * D**0.5
+    expected = (cond.image_to_layout.weight @ z + cond.image_to_layout.bias).view(5, 4, 4)
+    torch.testing.assert_close(layout[0], expected)
+    torch.testing.assert_close(layout[1], layout[2])
+    assert (layout[0] - layout[1]).abs().amax() > 1e-3
+    # the scale is O(1) at initialisation, so the input conv sees it from the first step
+    assert 0.1 < layout[0].std() < 3
+    plain = DecoderConditioner(32, 16, image_emb_dim=D).eval()
+    assert plain(B, inp["image_emb"]).layout is None
+
+
+def test_layout_map_reaches_the_input_conv_resized_to_the_image():
+    """Zeroing the layout weights of the input conv gives the plain network; the map is the
+    bilinearly resized projection, concatenated after x_t (and the coordinates)."""
+    layout_net = make_net(layout_res=4, layout_channels=5, coord_channels=True)
+    plain_net = make_net(coord_channels=True)
+    assert layout_net.input_conv.in_channels == 3 + 2 + 5
+    inp = inputs()
+    with torch.no_grad():
+        layout_net.input_conv.weight[:, 5:].zero_()
+        state = {k: v for k, v in layout_net.state_dict().items()
+                 if not k.startswith("conditioner.image_to_layout")}
+        state["input_conv.weight"] = state["input_conv.weight"][:, :5]
+        plain_net.load_state_dict(state)
+        torch.testing.assert_close(run(layout_net, inp), run(plain_net, inp))
+        layout_net.input_conv.weight[:, 5:].normal_()
+        with_map = run(layout_net, inp)
+        assert (with_map - run(plain_net, inp)).abs().amax() > 1e-3
+        # the map carries the embedding: a different embedding changes the output through it
+        other = dict(inp, image_emb=inputs(seed=7)["image_emb"])
+        layout_net.conditioner.image_to_emb.weight.zero_()
+        layout_net.conditioner.image_to_tokens.weight.zero_()
+        assert (run(layout_net, other) - run(layout_net, inp)).abs().amax() > 1e-3

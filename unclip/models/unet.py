@@ -17,6 +17,10 @@ Coordinate channels (``coord_channels=True``, CoordConv 1807.03247): two extra i
 holding each pixel's x and y in [-1, 1]. Convolutions are translation-equivariant and only see
 where they are through the zero padding, so without them a decoder must learn absolute position
 ("in the top left", "to the left of") from border effects; with them every feature can read it.
+
+Layout map (``layout_res > 0``): a linear projection of the image embedding to a small feature
+map (see :class:`DecoderConditioner`), bilinearly resized to the input and concatenated to it,
+as an upsampler's low-res image is.
 """
 
 from __future__ import annotations
@@ -65,7 +69,7 @@ class UNet(nn.Module):
         emb_dim: timestep/conditioning embedding width (default ``4 * model_channels``).
         context_dim: width of the attention context tokens (default ``emb_dim``).
         image_emb_dim, num_image_tokens, text_token_dim, image_drop_prob, text_drop_prob,
-        normalize_image_emb: see :class:`DecoderConditioner`.
+        normalize_image_emb, layout_res, layout_channels: see :class:`DecoderConditioner`.
         low_res_channels: channels of the low-res conditioning image (0 for a base decoder).
         coord_channels: append each pixel's (x, y) in [-1, 1] to the input (CoordConv).
         groups: GroupNorm groups.
@@ -90,6 +94,8 @@ class UNet(nn.Module):
         image_drop_prob: float = 0.1,
         text_drop_prob: float = 0.5,
         normalize_image_emb: bool = True,
+        layout_res: int = 0,
+        layout_channels: int = 16,
         low_res_channels: int = 0,
         coord_channels: bool = False,
         groups: int = 32,
@@ -114,7 +120,7 @@ class UNet(nn.Module):
         self.aug_embed = TimestepEmbedder(emb_dim) if low_res_channels else None
         self.conditioner = DecoderConditioner(
             emb_dim, context_dim, image_emb_dim, num_image_tokens, text_token_dim,
-            image_drop_prob, text_drop_prob, normalize_image_emb,
+            image_drop_prob, text_drop_prob, normalize_image_emb, layout_res, layout_channels,
         )
         ctx = context_dim if self.conditioner.has_context else None
 
@@ -124,7 +130,8 @@ class UNet(nn.Module):
                     if res in attn_resolutions and resample is None else None)
             return UNetLevel(block, attn)
 
-        extra = low_res_channels + (2 if coord_channels else 0)
+        extra = (low_res_channels + (2 if coord_channels else 0)
+                 + (layout_channels if layout_res else 0))
         self.input_conv = nn.Conv2d(in_channels + extra, model_channels, 3, padding=1)
         self.down = nn.ModuleList()
         skips, ch, res = [model_channels], model_channels, resolution
@@ -188,6 +195,10 @@ class UNet(nn.Module):
             emb = emb + self.aug_embed(level.to(t.device))
         if self.coord_channels:
             x = torch.cat([x, coordinate_grid(x)], dim=1)
+        if cond.layout is not None:
+            layout = F.interpolate(cond.layout.to(dtype), size=x_t.shape[-2:], mode="bilinear",
+                                   align_corners=False)
+            x = torch.cat([x, layout], dim=1)
         h = self.input_conv(x.contiguous(memory_format=torch.channels_last))
         skips = [h]
         for block in self.down:

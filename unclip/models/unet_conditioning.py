@@ -2,7 +2,14 @@
 
 unCLIP (2204.06125 sec. 2.1): the CLIP image embedding is projected and added to the timestep
 embedding, and projected into ``K = 4`` extra context tokens that the attention layers attend
-to, next to the (optional) caption token encodings. For classifier-free guidance the image
+to, next to the (optional) caption token encodings.
+
+Layout map (``layout_res > 0``, this project's addition): the embedding is also projected
+linearly to a ``(layout_channels, layout_res, layout_res)`` feature map that the U-Net reads as
+extra input channels. Convolutions and FiLM are spatially uniform, so without it the network must
+discover where the embedding puts each object through attention alone; on shapes a linear map
+from the image embedding recovers 73% of the variance of the 8x8 image (val), a direct route
+from embedding to layout. For classifier-free guidance the image
 embedding is replaced by a learned null 10% of the time and the caption 50% of the time
 (independently); ``cond_drop`` forces both to the null for chosen rows.
 """
@@ -24,6 +31,7 @@ class Conditioning(NamedTuple):
     emb: torch.Tensor | None  # (B, emb_dim) added to the timestep embedding
     context: torch.Tensor | None  # (B, L, context_dim)
     context_mask: torch.Tensor | None  # (B, L) bool, True = real token; None: all are real
+    layout: torch.Tensor | None = None  # (B, layout_channels, layout_res, layout_res)
 
 
 class DecoderConditioner(nn.Module):
@@ -38,6 +46,7 @@ class DecoderConditioner(nn.Module):
         image_drop_prob, text_drop_prob: training-time null probabilities (paper: 0.1, 0.5).
         normalize_image_emb: L2-normalise the image embedding first, so the decoder sees only its
             direction (CLIP's geometry; the prior's inverse normalisation returns unit vectors).
+        layout_res, layout_channels: side and channels of the layout map (0: no map).
     """
 
     def __init__(
@@ -50,6 +59,8 @@ class DecoderConditioner(nn.Module):
         image_drop_prob: float = 0.1,
         text_drop_prob: float = 0.5,
         normalize_image_emb: bool = True,
+        layout_res: int = 0,
+        layout_channels: int = 16,
     ) -> None:
         super().__init__()
         for name, p in (("image_drop_prob", image_drop_prob), ("text_drop_prob", text_drop_prob)):
@@ -57,6 +68,12 @@ class DecoderConditioner(nn.Module):
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
         if num_image_tokens < 0:
             raise ValueError(f"num_image_tokens must be >= 0, got {num_image_tokens}")
+        if layout_res < 0 or (layout_res and layout_channels < 1):
+            raise ValueError(f"layout_res must be >= 0 and layout_channels >= 1, got "
+                             f"{layout_res} and {layout_channels}")
+        if layout_res and not image_emb_dim:
+            raise ValueError("layout_res > 0 needs image conditioning (image_emb_dim)")
+        self.layout_res, self.layout_channels = layout_res, layout_channels
         self.image_emb_dim, self.text_token_dim = image_emb_dim, text_token_dim
         self.num_image_tokens, self.context_dim = num_image_tokens, context_dim
         self.image_drop_prob, self.text_drop_prob = image_drop_prob, text_drop_prob
@@ -65,6 +82,8 @@ class DecoderConditioner(nn.Module):
             self.null_image = nn.Parameter(torch.randn(image_emb_dim) / image_emb_dim**0.5)
             self.image_to_emb = nn.Linear(image_emb_dim, emb_dim)
             self.image_to_tokens = nn.Linear(image_emb_dim, num_image_tokens * context_dim)
+        if layout_res:
+            self.image_to_layout = nn.Linear(image_emb_dim, layout_channels * layout_res**2)
         if text_token_dim:
             self.text_norm = nn.LayerNorm(text_token_dim)
             self.text_to_context = nn.Linear(text_token_dim, context_dim)
@@ -97,7 +116,7 @@ class DecoderConditioner(nn.Module):
         device = device or next(self.parameters(), torch.empty(0)).device
         self._check(batch, image_emb, text_tokens, text_mask, cond_drop)
         drop_image, drop_text = self.drop_masks(batch, cond_drop, device)
-        emb, tokens, mask = None, [], None
+        emb, tokens, mask, layout = None, [], None, None
         if self.image_emb_dim:
             if image_emb is None:  # allowed only when every row is dropped (checked above)
                 z = self.null_image.expand(batch, -1)
@@ -108,13 +127,17 @@ class DecoderConditioner(nn.Module):
             emb = self.image_to_emb(z)
             if self.num_image_tokens:
                 tokens.append(self.image_to_tokens(z).unflatten(-1, (self.num_image_tokens, -1)))
+            if self.layout_res:
+                # sqrt(D) * unit vector: unit mean square per dimension, so the map starts at O(1)
+                layout = self.image_to_layout(z * self.image_emb_dim**0.5).unflatten(
+                    -1, (self.layout_channels, self.layout_res, self.layout_res))
         if self.text_token_dim:
             text, mask = self._text_context(batch, text_tokens, text_mask, drop_text, device)
             tokens.append(text)
         if not tokens:
-            return Conditioning(emb, None, None)
+            return Conditioning(emb, None, None, layout)
         context = self.context_norm(torch.cat([t.to(tokens[0].dtype) for t in tokens], dim=1))
-        return Conditioning(emb, context, self._context_mask(mask, context.shape[1]))
+        return Conditioning(emb, context, self._context_mask(mask, context.shape[1]), layout)
 
     @staticmethod
     def _context_mask(text_mask: torch.Tensor | None, length: int) -> torch.Tensor | None:
