@@ -24,7 +24,7 @@ def images() -> torch.Tensor:
     return _images(SCENES)
 
 
-def test_specs_ask_for_colour_and_shape_and_a_pair_also_for_its_relation() -> None:
+def test_specs_ask_for_colour_and_shape_a_single_for_place_and_size_a_pair_for_relation() -> None:
     pair = next(s for s in SCENES if len(s.objects) == 2)
     specs = scene_specs(pair.to_json())
     assert set(specs) == {"objects", "relation"}
@@ -32,7 +32,12 @@ def test_specs_ask_for_colour_and_shape_and_a_pair_also_for_its_relation() -> No
         (o.color, o.shape, None, None) for o in pair.objects]
     assert specs["objects"].relation is None and specs["relation"].relation == pair.relation
     single = next(s for s in SCENES if len(s.objects) == 1)
-    assert set(scene_specs(single.to_json())) == {"objects"}
+    specs = scene_specs(single.to_json())
+    assert set(specs) == {"objects", "position", "size"}
+    (o,) = single.objects
+    assert specs["position"].objects[0] == type(specs["position"].objects[0])(
+        o.shape, o.color, position=o.position)
+    assert specs["size"].objects[0].size == o.size and specs["size"].objects[0].position is None
 
 
 @pytest.mark.parametrize("resolution", [64, 32])
@@ -40,7 +45,9 @@ def test_true_renders_pass_every_question(images, resolution) -> None:
     fig = scene_figures(resize(images, resolution), METAS)
     kinds = [len(s.objects) for s in SCENES]
     assert fig["single"]["n"] == kinds.count(1) and fig["pair"]["n"] == kinds.count(2)
-    assert fig["single"]["objects"] == 1.0 and "relation" not in fig["single"]
+    assert fig["single"]["objects"] == fig["single"]["position"] == 1.0
+    assert fig["single"]["size"] == 1.0 and "relation" not in fig["single"]
+    assert "position" not in fig["pair"]
     assert fig["pair"]["objects"] == 1.0 and fig["pair"]["relation"] == 1.0
 
 
@@ -53,6 +60,15 @@ def test_other_scenes_fail_and_a_mirrored_pair_fails_only_its_relation(images) -
     mirrored = images[sideways].flip(-1)  # colours and shapes kept, left and right exchanged
     fig = scene_figures(mirrored, [METAS[i] for i in sideways])
     assert fig["pair"]["objects"] == 1.0 and fig["pair"]["relation"] == 0.0
+
+
+def test_a_mirrored_single_off_the_middle_column_fails_only_its_position(images) -> None:
+    off = [i for i, s in enumerate(SCENES) if len(s.objects) == 1
+           and s.objects[0].position not in ("in the center", "at the top", "at the bottom")]
+    assert len(off) >= 10
+    fig = scene_figures(images[off].flip(-1), [METAS[i] for i in off])
+    assert fig["single"]["objects"] == fig["single"]["size"] == 1.0
+    assert fig["single"]["position"] == 0.0
 
 
 def test_a_count_mismatch_is_refused() -> None:

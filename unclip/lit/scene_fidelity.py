@@ -7,6 +7,9 @@ holds what it finds against the image's own ground truth:
 
 - ``objects``: exactly the source's number of objects, each of the source's colour and shape
   (for pairs, the benchmark's "two objects" question; a colour swap fails it);
+- ``position`` and ``size`` (singles): and the source object's ninth of the image / size word,
+  the benchmark's position and size questions (a decoder that ignores where the embedding puts
+  the object scores about chance, 1/9, on ``position``);
 - ``relation`` (pairs): and the source's spatial relation of its first object to its second.
 
 Reported per scene kind (``single``, ``pair``) for the samples and, as the ceiling, for the real
@@ -36,10 +39,15 @@ from unclip.lit.decoder_quality import base_inputs, load_test_batch, sample_in_c
 
 def scene_specs(meta: Mapping[str, Any]) -> dict[str, SceneSpec]:
     """The questions put to an image of the scene ``meta`` (its ``.json`` ground truth):
-    ``objects`` (colour+shape of every object) and, for a pair, ``relation`` as well."""
+    ``objects`` (colour+shape of every object); for a single object ``position`` and ``size``,
+    for a pair ``relation`` as well."""
     scene = Scene.from_json(dict(meta))
     objects = tuple(ObjectSpec(shape=o.shape, color=o.color) for o in scene.objects)
     specs = {"objects": SceneSpec(objects)}
+    if len(objects) == 1:
+        (o,) = scene.objects
+        specs["position"] = SceneSpec((ObjectSpec(o.shape, o.color, position=o.position),))
+        specs["size"] = SceneSpec((ObjectSpec(o.shape, o.color, size=o.size),))
     if len(objects) == 2:
         specs["relation"] = SceneSpec(objects, scene.relation)
     return specs
