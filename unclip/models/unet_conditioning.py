@@ -2,16 +2,16 @@
 
 unCLIP (2204.06125 sec. 2.1): the CLIP image embedding is projected and added to the timestep
 embedding, and projected into ``K = 4`` extra context tokens that the attention layers attend
-to, next to the (optional) caption token encodings.
-
-Layout map (``layout_res > 0``, this project's addition): the embedding is also projected
-linearly to a ``(layout_channels, layout_res, layout_res)`` feature map that the U-Net reads as
-extra input channels. Convolutions and FiLM are spatially uniform, so without it the network must
-discover where the embedding puts each object through attention alone; on shapes a linear map
-from the image embedding recovers 73% of the variance of the 8x8 image (val), a direct route
-from embedding to layout. For classifier-free guidance the image
+to, next to the (optional) caption token encodings. For classifier-free guidance the image
 embedding is replaced by a learned null 10% of the time and the caption 50% of the time
 (independently); ``cond_drop`` forces both to the null for chosen rows.
+
+Layout map (``layout_res > 0``, this project's addition): the embedding (or the null) is also
+projected linearly to a ``(layout_channels, layout_res, layout_res)`` feature map that the U-Net
+reads as extra input channels. Convolutions and FiLM are spatially uniform, so without it the
+network must discover where the embedding puts each object through attention alone; on shapes a
+linear map from the image embedding recovers 73% of the variance of the 8x8 image (val), a
+direct route from embedding to layout.
 """
 
 from __future__ import annotations
