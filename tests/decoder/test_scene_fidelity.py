@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from unclip.data.shapes import render_scene, sample_scene
+from unclip.data.shapes import ObjectSpec, render_scene, sample_scene
 from unclip.lit.decoder import resize
 from unclip.lit.scene_fidelity import scene_figures, scene_specs
 
@@ -35,8 +35,7 @@ def test_specs_ask_for_colour_and_shape_a_single_for_place_and_size_a_pair_for_r
     specs = scene_specs(single.to_json())
     assert set(specs) == {"objects", "position", "size"}
     (o,) = single.objects
-    assert specs["position"].objects[0] == type(specs["position"].objects[0])(
-        o.shape, o.color, position=o.position)
+    assert specs["position"].objects[0] == ObjectSpec(o.shape, o.color, position=o.position)
     assert specs["size"].objects[0].size == o.size and specs["size"].objects[0].position is None
 
 

@@ -188,17 +188,13 @@ class UNet(nn.Module):
             emb = emb + cond.emb
         x = x_t.to(dtype)
         if self.low_res_channels:
-            up = F.interpolate(low_res.to(dtype), size=x_t.shape[-2:], mode="bilinear",
-                               align_corners=False)
-            x = torch.cat([x, up], dim=1)
+            x = torch.cat([x, resized_like(low_res.to(dtype), x_t)], dim=1)
             level = aug_level if aug_level is not None else torch.zeros_like(t)
             emb = emb + self.aug_embed(level.to(t.device))
         if self.coord_channels:
             x = torch.cat([x, coordinate_grid(x)], dim=1)
         if cond.layout is not None:
-            layout = F.interpolate(cond.layout.to(dtype), size=x_t.shape[-2:], mode="bilinear",
-                                   align_corners=False)
-            x = torch.cat([x, layout], dim=1)
+            x = torch.cat([x, resized_like(cond.layout.to(dtype), x_t)], dim=1)
         h = self.input_conv(x.contiguous(memory_format=torch.channels_last))
         skips = [h]
         for block in self.down:
@@ -235,6 +231,12 @@ class UNet(nn.Module):
         elif low_res is not None or aug_level is not None:
             raise ValueError("low_res/aug_level given, but this U-Net is not an upsampler "
                              "(low_res_channels=0)")
+
+
+def resized_like(maps: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``maps`` (B, C, h, w) bilinearly resized to ``x``'s height and width: the low-res image of
+    an upsampler and the layout map enter the U-Net this way."""
+    return F.interpolate(maps, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
 def coordinate_grid(x: torch.Tensor) -> torch.Tensor:
