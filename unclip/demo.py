@@ -1,9 +1,13 @@
 """The main job: train and evaluate the whole unCLIP stack on shapes, one stage after another.
 
-``python -m unclip.demo [--preset shapes_quick] [--fresh]`` runs every stage through its real
-entry point (Hydra experiment ``experiment=<preset>``), skips stages whose outputs already exist,
-and prints each stage's wall time and the evaluation summary. Ctrl-C stops the running stage
-with SIGTERM, which saves its ``last.ckpt``; running the same command again resumes there.
+``python -m unclip.demo [--preset shapes_quick] [--fresh] [--minutes M]`` runs every stage
+through its real entry point (Hydra experiment ``experiment=<preset>``), skips stages whose
+outputs already exist, and prints each stage's wall time and the evaluation summary. Ctrl-C stops
+the running stage with SIGTERM, which saves its ``last.ckpt``; running the same command again
+resumes there (a resumed stage's ``max_time`` counts the time it trained before).
+
+With a time budget (shapes_quick: 15 minutes; ``--minutes 0`` turns it off) each training stage
+gets ``trainer.max_time`` from what is left of it (:mod:`unclip.demo_budget`).
 """
 
 from __future__ import annotations
@@ -17,8 +21,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from unclip.demo_budget import (
+    MARGIN,
+    PRESET_MINUTES,
+    TRAINING_STAGES,
+    max_time_override,
+    stage_seconds,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +100,8 @@ def run_stage(stage: Stage) -> float:
 
 
 def summary(
-    times: dict[str, float | None], eval_json: Path, sample_dir: Path, log_dir: Path
+    times: dict[str, float | None], eval_json: Path, sample_dir: Path, log_dir: Path,
+    budget_minutes: float | None = None,
 ) -> str:
     """The table printed at the end: stage wall times, evaluation results, where things are."""
     lines = ["", "== unclip demo ==", f"{'stage':<12}{'wall time':>12}"]
@@ -96,6 +109,8 @@ def summary(
         lines.append(f"{name:<12}{'(reused)' if seconds is None else f'{seconds:8.1f} s':>12}")
     total = sum(s for s in times.values() if s)
     lines.append(f"{'total':<12}{total:8.1f} s")
+    if budget_minutes:
+        lines.append(f"{'budget':<12}{budget_minutes * 60:8.1f} s")
     if eval_json.is_file():
         results = json.loads(eval_json.read_text())
         lines.append("")
@@ -112,7 +127,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fresh", action="store_true",
                         help="delete this preset's runs and embeddings first (data is kept)")
     parser.add_argument("--only", nargs="*", help="run only these stages")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="time budget of the whole run; the training stages get "
+                             "trainer.max_time from what is left of it (default: the preset's, "
+                             f"{PRESET_MINUTES}; 0: none, train to the configs' own limits)")
     args = parser.parse_args(argv)
+    minutes = PRESET_MINUTES.get(args.preset) if args.minutes is None else args.minutes
+    if minutes is not None and minutes < 0:
+        parser.error(f"--minutes must be >= 0, got {minutes}")
+    budget_s = minutes * 60 * (1 - MARGIN) if minutes else None
 
     root = Path(os.environ.get("UNCLIP_ROOT", ROOT))
     data_dir, log_dir = root / "data", root / "logs"
@@ -125,6 +148,12 @@ def main(argv: list[str] | None = None) -> None:
             for run in (log_dir / task).glob(f"{args.preset}*"):
                 shutil.rmtree(run, ignore_errors=True)
     times: dict[str, float | None] = {}
+    to_run = [s.name for s in plan
+              if (not args.only or s.name in args.only) and not s.done.exists()]
+    if budget_s:
+        print(f"[demo] time budget: {minutes:g} min ({budget_s / 60:.1f} planned); training "
+              "stages get trainer.max_time from what is left", flush=True)
+    start = time.monotonic()
     for stage in plan:
         if args.only and stage.name not in args.only:
             continue
@@ -132,10 +161,14 @@ def main(argv: list[str] | None = None) -> None:
             print(f"[demo] {stage.name}: reusing {stage.done}")
             times[stage.name] = None
             continue
+        if budget_s and stage.name in TRAINING_STAGES:
+            seconds = stage_seconds(stage.name, budget_s, time.monotonic() - start,
+                                    to_run[to_run.index(stage.name):])
+            stage = replace(stage, command=[*stage.command, max_time_override(seconds)])
         print(f"[demo] {stage.name}: {' '.join(stage.command)}", flush=True)
         times[stage.name] = run_stage(stage)
     print(summary(times, log_dir / "evaluate" / args.preset / "results.json",
-                  log_dir / "sample" / args.preset, log_dir))
+                  log_dir / "sample" / args.preset, log_dir, minutes))
 
 
 if __name__ == "__main__":
