@@ -26,9 +26,11 @@ test-slow: install
 
 # The main job: data, CLIP, embeddings, prior, decoder, upsampler, samples, evaluation on shapes.
 # Reruns reuse what is built; Ctrl-C saves a checkpoint and the next run resumes.
+# ARGS: more options, e.g. ARGS="--fresh" (start over, data kept) or ARGS="--minutes 30".
 PRESET ?= shapes_quick
+ARGS ?=
 demo: install
-	$(PY) -m unclip.demo --preset $(PRESET)
+	$(PY) -m unclip.demo --preset $(PRESET) $(ARGS)
 
 lint: install
 	$(PY) -m ruff check .
