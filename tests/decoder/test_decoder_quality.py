@@ -1,7 +1,7 @@
 """The decoder's quality bar on shapes (slow: about 60 + 20 minutes of CPU training).
 
-The shapes_full base decoder (``experiment=shapes_full/decoder``: decoder/base32, at most 60
-minutes) samples 20 DPM-Solver++ steps with the shapes_full pipeline's settings
+The shapes_full base decoder (``experiment=shapes_full/decoder``: decoder/base32 at half width,
+at most 60 minutes) samples 20 DPM-Solver++ steps with the shapes_full pipeline's settings
 (``experiment=shapes_full/sample``: guidance 2; upsampler 20 steps, low-pass sigma 2, low-res
 level 0)
 from the true CLIP image embeddings of held-out images; the domain CLIP's zero-shot reader must
