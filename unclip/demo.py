@@ -148,16 +148,14 @@ def main(argv: list[str] | None = None) -> None:
             for run in (log_dir / task).glob(f"{args.preset}*"):
                 shutil.rmtree(run, ignore_errors=True)
     times: dict[str, float | None] = {}
-    to_run = [s.name for s in plan
-              if (not args.only or s.name in args.only) and not s.done.exists()]
+    selected = [s for s in plan if not args.only or s.name in args.only]
+    to_run = [s.name for s in selected if not s.done.exists()]
     if budget_s:
         print(f"[demo] time budget: {minutes:g} min ({budget_s / 60:.1f} planned); training "
               "stages get trainer.max_time from what is left", flush=True)
     start = time.monotonic()
-    for stage in plan:
-        if args.only and stage.name not in args.only:
-            continue
-        if stage.done.exists():
+    for stage in selected:
+        if stage.name not in to_run:
             print(f"[demo] {stage.name}: reusing {stage.done}")
             times[stage.name] = None
             continue
