@@ -48,7 +48,7 @@ def corrupted_shards(root: Path, split: str) -> list[str]:
 
 
 def _bad(totals: dict) -> dict:
-    return {k: v for k, v in totals.items() if v and k != "delivered"}
+    return {k: v for k, v in totals.items() if v and k not in ("delivered", "left_out")}
 
 
 @pytest.mark.parametrize("workers", [0, 2])
@@ -59,7 +59,7 @@ def test_each_problem_is_counted_once_and_the_good_samples_arrive(tmp_path, work
     assert len(keys) == len(set(keys)) == GOOD
     totals = dm.skipped_samples("val")
     assert _bad(totals) == EXPECTED and totals["delivered"] == GOOD
-    assert set(totals) == {*REASONS, "delivered"}
+    assert set(totals) == {*REASONS, "delivered", "left_out"} and totals["left_out"] == 0
 
 
 def test_lightning_run_completes_and_reports_the_skips(tmp_path, caplog) -> None:

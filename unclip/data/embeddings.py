@@ -15,12 +15,15 @@ from __future__ import annotations
 import functools
 import io
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 
 from .datamodule import Pattern, ShardDataModule
 from .image_caption import read_caption, read_meta
+from .rebalance import KeepByObjectCount
 from .robust import SkipSample
 from .shards import read_sidecar, shard_directory
 from .transforms import images_to_tensor, load_image
@@ -86,23 +89,28 @@ def _npy_header(header: bytes) -> tuple[np.dtype, tuple[int, ...], bool]:
 
 class EmbeddingDecoder:
     """Raw sample -> tensors, checking every sample's shapes against the first one's (per
-    worker) or against ``embed_dim``, so a batch always stacks."""
+    worker) or against ``embed_dim``, so a batch always stacks. With a ``keep`` rule, a sample
+    it leaves out raises ``LeftOut`` before its arrays and image are decoded."""
 
     def __init__(self, with_images: bool = False, resolution: int = 64,
-                 embed_dim: int | None = None) -> None:
+                 embed_dim: int | None = None, keep: KeepByObjectCount | None = None) -> None:
         self.with_images = with_images
         self.resolution = resolution
         self.embed_dim = embed_dim
+        self.keep = keep
         self.shapes: dict[str, tuple[int, ...]] | None = None
 
     def __call__(self, sample: dict) -> dict:
+        meta = read_meta(sample)
+        if self.keep is not None:
+            self.keep(sample["__key__"], meta, sample.get("__url__", ""))
         arrays = {key: read_array(sample, ext) for key, ext in ARRAYS.items()}
         self._check(arrays)
         out = {
             **arrays,  # numpy until collation: one batched conversion is much cheaper
             "caption": read_caption(sample),
             "key": sample["__key__"],
-            "meta": read_meta(sample),
+            "meta": meta,
         }
         if self.with_images:
             out["image"] = load_image(sample, self.resolution)
@@ -153,7 +161,9 @@ class EmbeddingDataModule(ShardDataModule):
     """Batches of precomputed CLIP embeddings from shards (see the module docstring).
 
     ``with_images`` also decodes the ``png`` (for the decoder) at ``resolution``; ``embed_dim``
-    pins the embedding width (default: the first sample's). ``stats`` and ``clip_identity`` read
+    pins the embedding width (default: the first sample's). ``keep_by_object_count`` rebalances
+    the training stream by scene size (``{1: 0.5}``: half the single-object samples; see
+    ``unclip.data.rebalance``); validation and test keep every sample. ``stats`` and ``clip_identity`` read
     the precompute step's ``stats.json`` and ``clip_identity.json`` beside the train shards.
     See :class:`~unclip.data.datamodule.ShardDataModule` for the other arguments.
     """
@@ -176,6 +186,7 @@ class EmbeddingDataModule(ShardDataModule):
         with_images: bool = False,
         resolution: int = 64,
         embed_dim: int | None = None,
+        keep_by_object_count: Mapping[Any, float] | None = None,
     ) -> None:
         super().__init__(
             train_shards, val_shards, test_shards, batch_size, val_batch_size, num_workers,
@@ -185,10 +196,14 @@ class EmbeddingDataModule(ShardDataModule):
         self.with_images = with_images
         self.resolution = resolution
         self.embed_dim = embed_dim
+        self.keep = (KeepByObjectCount(keep_by_object_count, seed)
+                     if keep_by_object_count else None)
         self.save_hyperparameters()
 
     def make_decoder(self, stage: str) -> EmbeddingDecoder:
-        return EmbeddingDecoder(self.with_images, self.resolution, self.expected_embed_dim(stage))
+        keep = self.keep if stage == "train" else None
+        return EmbeddingDecoder(self.with_images, self.resolution, self.expected_embed_dim(stage),
+                                keep)
 
     def expected_embed_dim(self, stage: str) -> int | None:
         """``embed_dim``, else the width in the shards' ``clip_identity.json`` (so one bad first

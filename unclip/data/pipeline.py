@@ -17,6 +17,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader
 from webdataset.tariterators import base_plus_ext, tar_file_iterator
 
+from .rebalance import LeftOut
 from .robust import SkipCounter, SkipSample
 from .sampling import EpochClock, ResampleShards, ShuffleBuffer, ShuffleShards
 
@@ -90,7 +91,8 @@ def _group(files: Iterator[dict], url: str) -> Iterator[dict]:
 def decode_samples(
     samples: Iterable[dict], decode: Callable[[dict], dict], counter: SkipCounter
 ) -> Iterator[dict]:
-    """``decode(sample)`` for each sample; a :class:`SkipSample` is counted, not raised."""
+    """``decode(sample)`` for each sample; a :class:`SkipSample` or :class:`LeftOut` is
+    counted, not raised."""
     for sample in samples:
         where = f"{sample['__key__']} in {sample['__url__']}"
         if "__duplicate__" in sample:
@@ -100,6 +102,9 @@ def decode_samples(
             decoded = decode(sample)
         except SkipSample as skip:
             counter.skip(skip.reason, where, skip.detail)
+            continue
+        except LeftOut:  # a rebalancing rule's choice, counted apart from bad data
+            counter.left_out()
             continue
         counter.delivered()
         yield decoded

@@ -29,6 +29,7 @@ SAMPLE_REASONS: tuple[str, ...] = (
 SHARD_REASONS: tuple[str, ...] = ("unreadable_shard", "truncated_shard", "empty_shard")
 REASONS: tuple[str, ...] = SAMPLE_REASONS + SHARD_REASONS
 _DELIVERED = len(REASONS)  # extra column: samples that decoded fine
+_LEFT_OUT = _DELIVERED + 1  # extra column: good samples a rebalancing rule left out
 _WARNINGS_PER_REASON = 5  # per process; later skips are logged at DEBUG level
 
 
@@ -47,7 +48,7 @@ class SkipCounter:
     """Counts per reason, shared between the main process and ``num_workers`` workers."""
 
     def __init__(self, num_workers: int = 0) -> None:
-        self.counts = torch.zeros(max(num_workers, 0) + 1, len(REASONS) + 1, dtype=torch.int64)
+        self.counts = torch.zeros(max(num_workers, 0) + 1, len(REASONS) + 2, dtype=torch.int64)
         self.counts.share_memory_()
         self._warned: dict[str, int] = {}
 
@@ -70,11 +71,15 @@ class SkipCounter:
     def delivered(self, n: int = 1) -> None:
         self.counts[self._row(), _DELIVERED] += n
 
+    def left_out(self, n: int = 1) -> None:
+        """Count good samples a rebalancing rule left out on purpose (``unclip.data.rebalance``)."""
+        self.counts[self._row(), _LEFT_OUT] += n
+
     def totals(self) -> dict[str, int]:
-        """Cumulative counts: every reason, plus ``delivered``."""
+        """Cumulative counts: every reason, plus ``delivered`` and ``left_out``."""
         summed = self.counts.sum(dim=0).tolist()
         return {**dict(zip(REASONS, summed[:_DELIVERED], strict=True)),
-                "delivered": summed[_DELIVERED]}
+                "delivered": summed[_DELIVERED], "left_out": summed[_LEFT_OUT]}
 
 
 class SkippedSamplesReport(pl.Callback):
@@ -82,7 +87,8 @@ class SkippedSamplesReport(pl.Callback):
     and shards the datamodule skipped in each train/validation/test epoch, summed over ranks.
 
     Works with any datamodule that has ``skipped_samples(stage) -> dict[str, int]``
-    (cumulative counts per reason, plus ``delivered``).
+    (cumulative counts per reason, plus ``delivered`` and optionally ``left_out``). Samples a
+    rebalancing rule left out are logged apart (``data/left_out/<stage>``): they are not bad.
     """
 
     def __init__(self, warn_fraction: float = 0.5) -> None:
@@ -104,13 +110,16 @@ class SkippedSamplesReport(pl.Callback):
         if source is None or not hasattr(source, "skipped_samples"):
             return
         totals = source.skipped_samples(stage)
-        names = (*REASONS, "delivered")
+        names = (*REASONS, "delivered", "left_out")
         local = torch.tensor([totals.get(n, 0) for n in names], dtype=torch.int64)
         summed = trainer.strategy.reduce(local.to(pl_module.device), reduce_op="sum").cpu()
         delta = summed - self._seen.get(stage, torch.zeros_like(summed))
         self._seen[stage] = summed
         counts = dict(zip(names, delta.tolist(), strict=True))
         delivered = counts.pop("delivered")
+        left_out = counts.pop("left_out")
+        if left_out:
+            pl_module.log(f"data/left_out/{stage}", float(left_out))
         samples = sum(counts[r] for r in SAMPLE_REASONS)
         pl_module.log(f"data/skipped/{stage}", float(samples))
         for reason, n in counts.items():

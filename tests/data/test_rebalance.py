@@ -1,0 +1,98 @@
+"""Rebalancing the training stream by scene size (unclip.data.rebalance) on real shards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.data.conftest import embedding_sample, write_tar
+from unclip.data.embeddings import EmbeddingDataModule
+from unclip.data.rebalance import KeepByObjectCount, LeftOut
+
+
+def _scene(n: int) -> dict:
+    return {"objects": [{"shape": "circle"}] * n}
+
+
+def test_draws_are_fixed_by_seed_and_key_and_uniform() -> None:
+    rule = KeepByObjectCount({1: 0.5}, seed=3)
+    keys = [f"{i:06d}" for i in range(4000)]
+    draws = [rule.draw(k) for k in keys]
+    assert draws == [KeepByObjectCount({1: 0.5}, seed=3).draw(k) for k in keys]
+    assert draws != [KeepByObjectCount({1: 0.5}, seed=4).draw(k) for k in keys]
+    assert all(0.0 <= d < 1.0 for d in draws)
+    assert abs(sum(draws) / len(draws) - 0.5) < 0.02
+    assert abs(sum(d < 0.25 for d in draws) / len(draws) - 0.25) < 0.02
+
+
+def test_the_rule_keeps_its_fraction_of_the_listed_count_only() -> None:
+    rule = KeepByObjectCount({"1": 0.3}, seed=0)  # Hydra may hand keys over as strings
+    kept = {1: 0, 2: 0}
+    for i in range(3000):
+        for n in (1, 2):
+            try:
+                rule(f"k{i}", _scene(n))
+                kept[n] += 1
+            except LeftOut:
+                pass
+    assert kept[2] == 3000
+    assert abs(kept[1] / 3000 - 0.3) < 0.03
+
+
+@pytest.mark.parametrize("keep, message", [
+    ({"one": 0.5}, "'one' is not an object count"),
+    ({0: 0.5}, "0 is not an object count"),
+    ({1.5: 0.5}, "1.5 is not an object count"),
+    ({1: 0.0}, r"keep_by_object_count\[1\] = 0.0: a fraction in \(0, 1\]"),
+    ({2: 1.5}, r"keep_by_object_count\[2\] = 1.5"),
+])
+def test_bad_rules_are_named(keep, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        KeepByObjectCount(keep)
+
+
+def test_a_sample_without_objects_is_a_configuration_error() -> None:
+    with pytest.raises(ValueError, match="sample abc in s.tar has keys \\['caption'\\]"):
+        KeepByObjectCount({1: 0.5})("abc", {"caption": "x"}, "s.tar")
+
+
+def _shards(tmp_path: Path, singles: int, pairs: int) -> str:
+    samples = []
+    for i in range(singles + pairs):
+        sample = embedding_sample(i, image=False)
+        sample["__key__"] = f"{i:06d}"
+        sample["json"] = json.dumps(_scene(1 if i < singles else 2))
+        samples.append(sample)
+    samples.sort(key=lambda s: s["__key__"][::-1])  # singles and pairs interleaved
+    half = len(samples) // 2
+    write_tar(tmp_path / "a.tar", samples[:half])
+    write_tar(tmp_path / "b.tar", samples[half:])
+    return str(tmp_path / "{a,b}.tar")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_training_stream_is_rebalanced_and_counted(tmp_path: Path, workers: int) -> None:
+    shards = _shards(tmp_path, singles=60, pairs=60)
+
+    def kept(seed: int) -> list[str]:
+        dm = EmbeddingDataModule(train_shards=shards, val_shards=shards, batch_size=1,
+                                 num_workers=workers, shuffle_buffer=1, seed=seed,
+                                 keep_by_object_count={1: 0.25})
+        keys = [k for batch in dm.train_dataloader() for k in batch["key"]]
+        totals = dm.skipped_samples("train")
+        # batch_size 1: no partial batch is dropped; no info.json: one pass
+        first_pass = sorted(set(keys))
+        assert totals["left_out"] > 0 and not any(
+            v for k, v in totals.items() if k not in ("delivered", "left_out"))
+        val = [k for batch in dm.val_dataloader() for k in batch["key"]]
+        assert len(val) == 120  # validation keeps every sample
+        return first_pass
+
+    keys = kept(seed=0)
+    singles = [k for k in keys if int(k) < 60]
+    assert len(keys) - len(singles) == 60  # every pair
+    assert 5 <= len(singles) <= 25  # about a quarter of the 60 singles
+    assert kept(seed=0) == keys  # the same samples every run
+    assert kept(seed=1) != keys

@@ -1,0 +1,39 @@
+"""benchmarks/benchmark_seeds.py: the benchmark over seeds, on a tiny real stack's checkpoints."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from tests.conftest import REPO_ROOT
+from tests.pipeline.conftest import Stack
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+import benchmark_seeds  # noqa: E402
+
+
+def test_failure_kinds_drop_the_objects_named() -> None:
+    assert benchmark_seeds.failure_kind(
+        "want 2 object(s), found 3: small red circle; large blue square") == "found 3"
+    assert benchmark_seeds.failure_kind("circle shape: want circle, got square") == "circle shape"
+
+
+def test_prints_a_row_per_seed_and_their_mean_min_max(stack: Stack) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "benchmark_seeds.py"),
+         "--prior", str(stack.prior), "--decoder", str(stack.decoder), "--clip",
+         str(stack.clip), "--clip-model", "tiny-clip", "--seeds", "0", "5",
+         "--per-category", "2", "--batch", "5", "--decoder-steps", "2"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    seeds = [line for line in lines if line.startswith("seed")]
+    assert [line.split()[1] for line in seeds] == ["0", "5"]
+    columns = next(line for line in lines if line.startswith("columns: "))
+    names = columns.removeprefix("columns: ").split(", ")
+    assert names[-1] == "mean" and "two_objects" in names
+    for label in ("mean", "min", "max"):
+        row = next(line for line in lines if line.startswith(label + " "))
+        values = [float(v) for v in row.split()[1:]]
+        assert len(values) == len(names) and all(0.0 <= v <= 100.0 for v in values)
+    assert "most frequent failures over 2 seed(s):" in proc.stdout

@@ -1,0 +1,64 @@
+"""Rebalance training samples by the number of objects their scene holds.
+
+A shapes scene has one or two objects (DESIGN.md), about half of each. A stage that has already
+learnt single objects gains more from pairs: ``keep={1: 0.5}`` keeps half of the single-object
+samples and every other one, so two thirds of the stream are pairs. The count is read from the
+sample's ground truth (``json``: ``{"objects": [...]}``), before anything else is decoded, and
+each sample's draw depends only on ``(seed, key)``: the same samples are left out in every epoch
+and every run, and a resumed run sees the stream it would have seen.
+
+Left-out samples are not errors: the shard reader counts them in their own column
+(``SkipCounter.left_out``), logged as ``data/left_out/<stage>``, apart from bad data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+
+class LeftOut(Exception):
+    """Raised by a decoder for a sample a rebalancing rule leaves out (counted, not an error)."""
+
+
+class KeepByObjectCount:
+    """Keep a sample whose scene has ``n`` objects with probability ``keep[n]`` (1 when ``n`` is
+    not listed); a picklable rule for DataLoader workers.
+
+    Raises ``ValueError`` (a configuration error, not bad data) when a sample has no ``objects``
+    list in its ground truth: such shards are not shapes shards.
+    """
+
+    def __init__(self, keep: Mapping[Any, float], seed: int = 0) -> None:
+        self.keep: dict[int, float] = {}
+        for count, fraction in dict(keep).items():
+            try:
+                n = int(count)
+            except (TypeError, ValueError):
+                raise ValueError(f"keep_by_object_count: key {count!r} is not an object "
+                                 f"count") from None
+            if n < 1 or str(n) != str(count).strip():
+                raise ValueError(f"keep_by_object_count: key {count!r} is not an object count "
+                                 f"(1, 2, ...)")
+            fraction = float(fraction)
+            if not 0.0 < fraction <= 1.0:
+                raise ValueError(f"keep_by_object_count[{n}] = {fraction}: a fraction in (0, 1]")
+            self.keep[n] = fraction
+        self.seed = int(seed)
+
+    def draw(self, key: str) -> float:
+        """A uniform number in [0, 1) fixed by ``(seed, key)``."""
+        digest = hashlib.blake2b(f"{self.seed}/{key}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") / 2**64
+
+    def __call__(self, key: str, meta: Mapping[str, Any], where: str = "") -> None:
+        """Raise :class:`LeftOut` when the sample ``key`` with ground truth ``meta`` is left out."""
+        objects = meta.get("objects")
+        if not isinstance(objects, list):
+            raise ValueError(f"keep_by_object_count needs each sample's json ground truth to "
+                             f"list its 'objects'; sample {key}{' in ' + where if where else ''} "
+                             f"has keys {sorted(meta)}")
+        fraction = self.keep.get(len(objects), 1.0)
+        if fraction < 1.0 and self.draw(key) >= fraction:
+            raise LeftOut(f"{len(objects)} object(s)")
