@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
 from tests.data.conftest import embedding_sample, write_tar
+from tests.data.lightning_helpers import KeyRecorder, cpu_trainer
 from unclip.data.embeddings import EmbeddingDataModule
 from unclip.data.rebalance import KeepByObjectCount, LeftOut
+from unclip.data.robust import SkippedSamplesReport
 
 
 def _scene(n: int) -> dict:
@@ -58,10 +61,10 @@ def test_a_sample_without_objects_is_a_configuration_error() -> None:
         KeepByObjectCount({1: 0.5})("abc", {"caption": "x"}, "s.tar")
 
 
-def _shards(tmp_path: Path, singles: int, pairs: int) -> str:
+def _shards(tmp_path: Path, singles: int, pairs: int, images: bool = False) -> str:
     samples = []
     for i in range(singles + pairs):
-        sample = embedding_sample(i, image=False)
+        sample = embedding_sample(i, image=images)
         sample["__key__"] = f"{i:06d}"
         sample["json"] = json.dumps(_scene(1 if i < singles else 2))
         samples.append(sample)
@@ -96,3 +99,21 @@ def test_training_stream_is_rebalanced_and_counted(tmp_path: Path, workers: int)
     assert 5 <= len(singles) <= 25  # about a quarter of the 60 singles
     assert kept(seed=0) == keys  # the same samples every run
     assert kept(seed=1) != keys
+
+
+def test_a_lightning_run_logs_the_left_out_samples_apart_from_bad_data(tmp_path: Path,
+                                                                       caplog) -> None:
+    shards = _shards(tmp_path, singles=12, pairs=4, images=True)
+    dm = EmbeddingDataModule(train_shards=shards, batch_size=1, num_workers=0, shuffle_buffer=1,
+                             with_images=True, keep_by_object_count={1: 0.5})
+    model = KeyRecorder()
+    trainer = cpu_trainer(tmp_path, [SkippedSamplesReport()], max_epochs=1)
+    with caplog.at_level(logging.INFO):
+        trainer.fit(model, datamodule=dm)
+    seen = len(model.train_keys[0])
+    left_out = trainer.callback_metrics["data/left_out/train"]
+    assert seen + left_out == 16 and 0 < left_out < 12
+    assert trainer.callback_metrics["data/skipped/train"] == 0
+    report = [r.getMessage() for r in caplog.records if "[data] train epoch 0" in r.getMessage()]
+    assert report == [f"[data] train epoch 0: the rebalancing rule left out {int(left_out)} of "
+                      f"16 good samples"]

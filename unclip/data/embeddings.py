@@ -163,8 +163,9 @@ class EmbeddingDataModule(ShardDataModule):
     ``with_images`` also decodes the ``png`` (for the decoder) at ``resolution``; ``embed_dim``
     pins the embedding width (default: the first sample's). ``keep_by_object_count`` rebalances
     the training stream by scene size (``{1: 0.5}``: half the single-object samples; see
-    ``unclip.data.rebalance``); validation and test keep every sample. ``stats`` and ``clip_identity`` read
-    the precompute step's ``stats.json`` and ``clip_identity.json`` beside the train shards.
+    ``unclip.data.rebalance``); validation and test keep every sample. ``stats`` and
+    ``clip_identity`` read the precompute step's ``stats.json`` and ``clip_identity.json``
+    beside the train shards.
     See :class:`~unclip.data.datamodule.ShardDataModule` for the other arguments.
     """
 

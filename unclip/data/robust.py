@@ -120,6 +120,8 @@ class SkippedSamplesReport(pl.Callback):
         left_out = counts.pop("left_out")
         if left_out:
             pl_module.log(f"data/left_out/{stage}", float(left_out))
+            rank_zero_info(f"[data] {stage} epoch {trainer.current_epoch}: the rebalancing rule "
+                           f"left out {left_out} of {left_out + delivered} good samples")
         samples = sum(counts[r] for r in SAMPLE_REASONS)
         pl_module.log(f"data/skipped/{stage}", float(samples))
         for reason, n in counts.items():
