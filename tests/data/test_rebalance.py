@@ -117,3 +117,16 @@ def test_a_lightning_run_logs_the_left_out_samples_apart_from_bad_data(tmp_path:
     report = [r.getMessage() for r in caplog.records if "[data] train epoch 0" in r.getMessage()]
     assert report == [f"[data] train epoch 0: the rebalancing rule left out {int(left_out)} of "
                       f"16 good samples"]
+
+
+def test_the_rule_is_saved_as_plain_numbers_for_weights_only_checkpoints(tmp_path: Path) -> None:
+    import torch
+    from omegaconf import OmegaConf
+
+    dm = EmbeddingDataModule(train_shards=_shards(tmp_path, 2, 2),
+                             keep_by_object_count=OmegaConf.create({1: 0.5}))
+    assert dm.hparams["keep_by_object_count"] == {1: 0.5}
+    assert type(dm.hparams["keep_by_object_count"]) is dict
+    torch.save({"datamodule_hyper_parameters": dict(dm.hparams)}, tmp_path / "h.pt")
+    loaded = torch.load(tmp_path / "h.pt", weights_only=True)
+    assert loaded["datamodule_hyper_parameters"]["keep_by_object_count"] == {1: 0.5}

@@ -199,6 +199,9 @@ class EmbeddingDataModule(ShardDataModule):
         self.embed_dim = embed_dim
         self.keep = (KeepByObjectCount(keep_by_object_count, seed)
                      if keep_by_object_count else None)
+        # saved as plain ints and floats (a Hydra DictConfig would make the checkpoint unsafe
+        # to load with weights_only); save_hyperparameters reads this local
+        keep_by_object_count = dict(self.keep.keep) if self.keep is not None else None
         self.save_hyperparameters()
 
     def make_decoder(self, stage: str) -> EmbeddingDecoder:
