@@ -2,7 +2,7 @@
 
 A shapes scene has one or two objects (DESIGN.md), about half of each. A stage that has already
 learnt single objects gains more from pairs: ``keep={1: 0.5}`` keeps half of the single-object
-samples and every other one, so two thirds of the stream are pairs. The count is read from the
+samples and all the others, so two thirds of the stream are pairs. The count is read from the
 sample's ground truth (``json``: ``{"objects": [...]}``), before anything else is decoded, and
 each sample's draw depends only on ``(seed, key)``: the same samples are left out in every epoch
 and every run, and a resumed run sees the stream it would have seen.
