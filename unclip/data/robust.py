@@ -48,7 +48,7 @@ class SkipCounter:
     """Counts per reason, shared between the main process and ``num_workers`` workers."""
 
     def __init__(self, num_workers: int = 0) -> None:
-        self.counts = torch.zeros(max(num_workers, 0) + 1, len(REASONS) + 2, dtype=torch.int64)
+        self.counts = torch.zeros(max(num_workers, 0) + 1, _LEFT_OUT + 1, dtype=torch.int64)
         self.counts.share_memory_()
         self._warned: dict[str, int] = {}
 
