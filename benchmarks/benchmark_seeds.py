@@ -47,6 +47,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--per-category", type=int, default=48)
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--prior-sampler", default="ddim", help="ddpm, ddim, dpmpp_2m or heun")
+    p.add_argument("--prior-steps", type=int, default=10)
     p.add_argument("--prior-guidance", type=float, default=2.0)
     p.add_argument("--prior-best-of", type=int, default=2)
     p.add_argument("--decoder-guidance", type=float, default=2.0)
@@ -58,7 +60,8 @@ def main() -> None:
         args.prior, args.decoder, [], clip={"model_name": args.clip_model,
                                             "pretrained": args.clip}, autocast=True)
     prompts = build_prompt_set(args.per_category, 0)
-    prior = PriorSettings(guidance_scale=args.prior_guidance, best_of=args.prior_best_of)
+    prior = PriorSettings(sampler=args.prior_sampler, steps=args.prior_steps,
+                          guidance_scale=args.prior_guidance, best_of=args.prior_best_of)
     decoder = DecoderSettings(sampler="dpmpp_2m", steps=args.decoder_steps, spacing="trailing",
                               guidance_scale=args.decoder_guidance)
     rows: list[dict[str, float]] = []
