@@ -35,6 +35,7 @@ from unclip.eval.report import (
     write_json,
 )
 from unclip.pipeline import DecoderSettings, PriorSettings, UnCLIPPipeline, UpsamplerSettings
+from unclip.pipeline.stages import autocast_for
 
 log = logging.getLogger(__name__)
 
@@ -196,8 +197,7 @@ def sweep_prior(
     records = []
 
     def measure(kind: str, s: PriorSettings) -> None:
-        pred = pipe.prior.sample(batch["text_emb"], batch["text_tokens"], batch["text_mask"],
-                                 **_prior_sample_kwargs(s, int(cfg.seed)))
+        pred = sample_prior(pipe, batch, s, int(cfg.seed))
         cos = torch.nn.functional.cosine_similarity(pred.float(), batch["image_emb"], -1)
         records.append({"stage": "prior", "sweep": kind, "sampler": s.sampler, "steps": s.steps,
                         "nfe": nfe(s.sampler, s.steps) * (2 if s.guidance_scale != 1 else 1),
@@ -218,15 +218,19 @@ def run_prior_metrics(pipe: UnCLIPPipeline, cfg: DictConfig) -> dict[str, float]
     batch = _held_out_embeddings(cfg.eval.prior.embedding_shards, int(cfg.eval.prior.samples),
                                  pipe.device)
     prior_settings = stage_settings(cfg)[0]
-    pred = pipe.prior.sample(batch["text_emb"], batch["text_tokens"], batch["text_mask"],
-                             **_prior_sample_kwargs(prior_settings, int(cfg.seed)))
+    pred = sample_prior(pipe, batch, prior_settings, int(cfg.seed))
     values = prior_metrics(pred.float(), batch["image_emb"], batch["text_emb"], batch["caption"])
     return {k: float(torch.nanmean(v.float())) for k, v in values.items()}
 
 
-def _prior_sample_kwargs(s: PriorSettings, seed: int) -> dict[str, Any]:
-    return {**s.sample_kwargs(), "best_of": s.best_of,
-            "generator": torch.Generator().manual_seed(seed)}
+def sample_prior(pipe: UnCLIPPipeline, batch: dict[str, Any], settings: PriorSettings,
+                 seed: int) -> torch.Tensor:
+    """The prior's image embeddings for a batch of held-out text encodings, under the
+    pipeline's bf16 autocast when it has it on (as ``text_to_image`` runs the prior)."""
+    with autocast_for(pipe.prior, pipe.autocast):
+        return pipe.prior.sample(batch["text_emb"], batch["text_tokens"], batch["text_mask"],
+                                 **settings.sample_kwargs(), best_of=settings.best_of,
+                                 generator=torch.Generator().manual_seed(seed))
 
 
 
