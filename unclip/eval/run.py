@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from unclip.clip import TextEncoding
 from unclip.diffusion import nfe
 from unclip.eval.compositional import BenchmarkResult, ceiling, floor, score
 from unclip.eval.metrics import clip_distribution_metrics, flatten_results, inception_fid
@@ -35,7 +36,7 @@ from unclip.eval.report import (
     write_json,
 )
 from unclip.pipeline import DecoderSettings, PriorSettings, UnCLIPPipeline, UpsamplerSettings
-from unclip.pipeline.stages import autocast_for
+from unclip.pipeline.stages import run_prior
 
 log = logging.getLogger(__name__)
 
@@ -225,12 +226,12 @@ def run_prior_metrics(pipe: UnCLIPPipeline, cfg: DictConfig) -> dict[str, float]
 
 def sample_prior(pipe: UnCLIPPipeline, batch: dict[str, Any], settings: PriorSettings,
                  seed: int) -> torch.Tensor:
-    """The prior's image embeddings for a batch of held-out text encodings, under the
-    pipeline's bf16 autocast when it has it on (as ``text_to_image`` runs the prior)."""
-    with autocast_for(pipe.prior, pipe.autocast):
-        return pipe.prior.sample(batch["text_emb"], batch["text_tokens"], batch["text_mask"],
-                                 **settings.sample_kwargs(), best_of=settings.best_of,
-                                 generator=torch.Generator().manual_seed(seed))
+    """The prior's image embeddings for a batch of held-out text encodings, sampled as
+    ``text_to_image`` samples them (``run_prior``: the pipeline's bf16 autocast when it has it
+    on)."""
+    text = TextEncoding(batch["text_emb"], batch["text_tokens"], batch["text_mask"])
+    return run_prior(pipe.prior, text, [False] * len(text.pooled), settings,
+                     torch.Generator().manual_seed(seed), use_autocast=pipe.autocast)
 
 
 
