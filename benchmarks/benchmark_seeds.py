@@ -53,6 +53,8 @@ def main() -> None:
     p.add_argument("--prior-best-of", type=int, default=2)
     p.add_argument("--decoder-guidance", type=float, default=2.0)
     p.add_argument("--decoder-steps", type=int, default=20)
+    p.add_argument("--decoder-best-of", type=int, default=1,
+                   help="decoded candidates per image, reranked by CLIP (DecoderSettings.best_of)")
     p.add_argument("--reasons", type=int, default=10, help="failure reasons printed")
     args = p.parse_args()
     torch.set_grad_enabled(False)
@@ -63,7 +65,7 @@ def main() -> None:
     prior = PriorSettings(sampler=args.prior_sampler, steps=args.prior_steps,
                           guidance_scale=args.prior_guidance, best_of=args.prior_best_of)
     decoder = DecoderSettings(sampler="dpmpp_2m", steps=args.decoder_steps, spacing="trailing",
-                              guidance_scale=args.decoder_guidance)
+                              guidance_scale=args.decoder_guidance, best_of=args.decoder_best_of)
     rows: list[dict[str, float]] = []
     reasons: collections.Counter = collections.Counter()
     for seed in args.seeds:

@@ -1,7 +1,8 @@
 """The main job: train and evaluate the whole unCLIP stack on shapes, one stage after another.
 
-``python -m unclip.demo [--preset shapes_quick] [--fresh] [--minutes M]`` runs every stage
-through its real entry point (Hydra experiment ``experiment=<preset>``), skips stages whose
+``python -m unclip.demo [--preset shapes_quick] [--fresh] [--minutes M] [--device auto]`` runs
+every stage through its real entry point (Hydra experiment ``experiment=<preset>``; on CUDA the
+training stages add ``trainer=gpu`` and the others ``device=cuda``), skips stages whose
 outputs already exist, and prints each stage's wall time and the evaluation summary. Ctrl-C stops
 the running stage with SIGTERM, which saves its ``last.ckpt``; running the same command again
 resumes there (a resumed stage's ``max_time`` counts the time it trained before).
@@ -48,9 +49,28 @@ class Stage:
 DATA_PRESETS = {"smoke": "tiny", "shapes_quick": "shapes_quick", "shapes_full": "default"}
 
 
-def stages(preset: str, data_dir: Path, log_dir: Path) -> list[Stage]:
-    """The demo's stages for ``preset``: experiment configs ``configs/experiment/<preset>/``."""
+def resolve_device(device: str) -> str:
+    """``auto``: ``cuda`` where torch sees a GPU, else ``cpu``; ``cpu`` and ``cuda`` as given."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be auto, cpu or cuda, got {device!r} (pick a GPU with "
+                         "CUDA_VISIBLE_DEVICES=N)")
+    return device
+
+
+def stages(preset: str, data_dir: Path, log_dir: Path, device: str = "cpu") -> list[Stage]:
+    """The demo's stages for ``preset``: experiment configs ``configs/experiment/<preset>/``.
+
+    ``device`` (``cpu`` or ``cuda``) goes to every stage: on CUDA the training stages train under
+    ``trainer=gpu`` (one GPU, bf16-mixed), else under the configs' CPU trainer; precompute,
+    sample and evaluate get ``device=<device>``.
+    """
     py = sys.executable
+    trainer = ["trainer=gpu"] if device == "cuda" else []
+    place = [f"device={device}"]
 
     def exp(stage: str) -> str:
         return f"experiment={preset}/{stage}"
@@ -61,19 +81,20 @@ def stages(preset: str, data_dir: Path, log_dir: Path) -> list[Stage]:
         Stage("data", [py, "-m", "unclip.data.shapes", "--preset", DATA_PRESETS.get(preset, preset),
                        "--out", str(data_dir / "shapes"), "--quiet"],
               data_dir / "shapes" / "test" / "info.json"),
-        Stage("clip", [py, "train_clip.py", exp("clip")], data_dir / "clip" / f"{preset}_clip.pt"),
-        Stage("precompute", [py, "-m", "unclip.data.precompute", exp("precompute")],
+        Stage("clip", [py, "train_clip.py", exp("clip"), *trainer],
+              data_dir / "clip" / f"{preset}_clip.pt"),
+        Stage("precompute", [py, "-m", "unclip.data.precompute", exp("precompute"), *place],
               emb_dir / "test" / "stats.json"),
-        Stage("prior", [py, "train_prior.py", exp("prior")],
+        Stage("prior", [py, "train_prior.py", exp("prior"), *trainer],
               log_dir / "train_prior" / preset / final),
-        Stage("decoder", [py, "train_decoder.py", exp("decoder")],
+        Stage("decoder", [py, "train_decoder.py", exp("decoder"), *trainer],
               log_dir / "train_decoder" / preset / final),
-        Stage("upsampler", [py, "train_decoder.py", exp("upsampler")],
+        Stage("upsampler", [py, "train_decoder.py", exp("upsampler"), *trainer],
               log_dir / "train_decoder" / f"{preset}_upsampler" / final),
-        Stage("sample", [py, "sample.py", exp("sample"),
+        Stage("sample", [py, "sample.py", exp("sample"), *place,
                          f"hydra.run.dir={log_dir}/sample/{preset}"],
               log_dir / "sample" / preset / "run.json"),
-        Stage("evaluate", [py, "evaluate.py", exp("evaluate"),
+        Stage("evaluate", [py, "evaluate.py", exp("evaluate"), *place,
                            f"hydra.run.dir={log_dir}/evaluate/{preset}"],
               log_dir / "evaluate" / preset / "results.json"),
     ]
@@ -131,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="time budget of the whole run; the training stages get "
                              "trainer.max_time from what is left of it (default: the preset's, "
                              f"{PRESET_MINUTES}; 0: none, train to the configs' own limits)")
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA where torch sees a GPU, else CPU), cpu or cuda")
     args = parser.parse_args(argv)
     minutes = PRESET_MINUTES.get(args.preset) if args.minutes is None else args.minutes
     if minutes is not None and minutes < 0:
@@ -139,7 +162,12 @@ def main(argv: list[str] | None = None) -> None:
 
     root = Path(os.environ.get("UNCLIP_ROOT", ROOT))
     data_dir, log_dir = root / "data", root / "logs"
-    plan = stages(args.preset, data_dir, log_dir)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as err:
+        parser.error(str(err))
+    plan = stages(args.preset, data_dir, log_dir, device)
+    print(f"[demo] device: {device}", flush=True)
     if args.fresh:
         shutil.rmtree(data_dir / "embeddings" / args.preset, ignore_errors=True)
         (data_dir / "clip" / f"{args.preset}_clip.pt").unlink(missing_ok=True)  # other presets'

@@ -123,8 +123,9 @@ def run_distribution(
     fake = generate(pipe, captions, settings, per_prompt=1, batch_size=int(cfg.batch_size),
                     seed=int(cfg.seed))
     subset = min(int(cfg.eval.metrics.kid_subset_size), len(captions))
+    # the metrics' states (feature sums, KID's feature buffers) live where the images are
     metrics = clip_distribution_metrics(pipe.clip, kid_subsets=int(cfg.eval.metrics.kid_subsets),
-                                        kid_subset_size=subset)
+                                        kid_subset_size=subset).to(pipe.device)
     bs = int(cfg.batch_size)
     with torch.no_grad():
         for start in range(0, len(captions), bs):
@@ -231,7 +232,8 @@ def sample_prior(pipe: UnCLIPPipeline, batch: dict[str, Any], settings: PriorSet
     on)."""
     text = TextEncoding(batch["text_emb"], batch["text_tokens"], batch["text_mask"])
     return run_prior(pipe.prior, text, [False] * len(text.pooled), settings,
-                     torch.Generator().manual_seed(seed), use_autocast=pipe.autocast)
+                     torch.Generator(device=pipe.device).manual_seed(seed),
+                     use_autocast=pipe.autocast)
 
 
 

@@ -157,7 +157,7 @@ def decoder_quality(
     image, cond = batch["image"][rows].float(), batch["image_emb"][rows].float()
     truth = answers([batch["meta"][i] for i in rows])
     reader = ColorShapeReader(clip)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=decoder.device).manual_seed(seed)
     samples = sample_in_chunks(decoder, base_inputs(decoder, batch, rows), gen, chunk,
                                **sample_options)
     r = decoder.hparams["resolution"]

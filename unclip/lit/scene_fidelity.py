@@ -78,7 +78,8 @@ def scene_fidelity(decoder: DecoderModule, batch: Mapping[str, Any], seed: int =
     ``batch['image']`` at the decoder's resolution; ``sample_options`` go to
     ``DecoderModule.sample``."""
     samples = sample_in_chunks(decoder, base_inputs(decoder, batch),
-                               torch.Generator().manual_seed(seed), chunk, **sample_options)
+                               torch.Generator(device=decoder.device).manual_seed(seed), chunk,
+                               **sample_options)
     r = decoder.hparams["resolution"]
     return {"resolution": r, "sampling": {**decoder.hparams["sampling"], **sample_options},
             "samples": scene_figures(samples, batch["meta"]),
