@@ -236,7 +236,6 @@ def sample_prior(pipe: UnCLIPPipeline, batch: dict[str, Any], settings: PriorSet
                      use_autocast=pipe.autocast)
 
 
-
 def _held_out_embeddings(shards: str, count: int, device: torch.device) -> dict[str, Any]:
     """The first ``count`` held-out pairs of embedding shards, tensors on ``device``."""
     from unclip.data.embeddings import EmbeddingDataModule
