@@ -37,10 +37,11 @@ pytestmark = [
     pytest.mark.skipif(not CLIP_WEIGHTS.is_file() or not (EMBEDDINGS / "test").is_dir(),
                        reason="needs the shapes CLIP and its embedding shards under data/"),
 ]
-# the shapes_full pipeline's sampling settings (over configs/sample.yaml's defaults)
+# the shapes_full pipeline's sampling settings (configs/sampling/shapes_full.yaml, which
+# experiment=shapes_full/sample composes over configs/sample.yaml's defaults)
 SAMPLING = OmegaConf.merge(
     OmegaConf.load(CONFIG_DIR / "sample.yaml").sampling,
-    OmegaConf.load(CONFIG_DIR / "experiment" / "shapes_full" / "sample.yaml").sampling,
+    OmegaConf.load(CONFIG_DIR / "sampling" / "shapes_full.yaml"),
 )
 
 
