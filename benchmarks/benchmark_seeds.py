@@ -55,6 +55,9 @@ def main() -> None:
     p.add_argument("--decoder-steps", type=int, default=20)
     p.add_argument("--decoder-best-of", type=int, default=1,
                    help="decoded candidates per image, reranked by CLIP (DecoderSettings.best_of)")
+    p.add_argument("--decoder-text-guidance", type=float, default=None,
+                   help="the caption's own guidance scale (DecoderSettings.text_guidance_scale); "
+                        "default: one scale for embedding and caption")
     p.add_argument("--reasons", type=int, default=10, help="failure reasons printed")
     args = p.parse_args()
     torch.set_grad_enabled(False)
@@ -65,7 +68,8 @@ def main() -> None:
     prior = PriorSettings(sampler=args.prior_sampler, steps=args.prior_steps,
                           guidance_scale=args.prior_guidance, best_of=args.prior_best_of)
     decoder = DecoderSettings(sampler="dpmpp_2m", steps=args.decoder_steps, spacing="trailing",
-                              guidance_scale=args.decoder_guidance, best_of=args.decoder_best_of)
+                              guidance_scale=args.decoder_guidance, best_of=args.decoder_best_of,
+                              text_guidance_scale=args.decoder_text_guidance)
     rows: list[dict[str, float]] = []
     reasons: collections.Counter = collections.Counter()
     for seed in args.seeds:

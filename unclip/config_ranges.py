@@ -117,6 +117,7 @@ RANGES: tuple[tuple[str, Range], ...] = (
     ("steps", COUNT),
     ("best_of", COUNT),
     ("guidance_scale", NON_NEGATIVE), ("guidance", NON_NEGATIVE), ("prior_guidance", NON_NEGATIVE),
+    ("text_guidance_scale", NON_NEGATIVE),
     ("eta", NON_NEGATIVE),
     ("num_val_samples", NON_NEGATIVE_INT),
     ("loss_buckets", COUNT),

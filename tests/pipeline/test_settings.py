@@ -26,6 +26,9 @@ from unclip.pipeline import (
         (PriorSettings, {"best_of": 0}, "best_of must be a positive integer"),
         (DecoderSettings, {"best_of": 0}, "DecoderSettings.best_of must be a positive integer"),
         (DecoderSettings, {"best_of": 2.0}, "DecoderSettings.best_of must be"),
+        (DecoderSettings, {"text_guidance_scale": -1.0},
+         "DecoderSettings.text_guidance_scale must be null or a finite number"),
+        (DecoderSettings, {"text_guidance_scale": float("nan")}, "text_guidance_scale must be"),
         (UpsamplerSettings, {"aug_level": 1.5}, r"aug_level must be in \[0, 1\]"),
         (UpsamplerSettings, {"low_pass_sigma": -2.0}, "low_pass_sigma must be a finite number"),
         (UpsamplerSettings, {"low_pass_sigma": float("inf")}, "low_pass_sigma must be"),
@@ -53,6 +56,8 @@ def test_sample_kwargs_and_records():
     assert "best_of" not in p.sample_kwargs() and p.to_dict()["best_of"] == 3
     d = DecoderSettings(best_of=4)
     assert "best_of" not in d.sample_kwargs() and d.to_dict()["best_of"] == 4
+    assert d.sample_kwargs()["text_guidance_scale"] is None
+    assert DecoderSettings(text_guidance_scale=6).sample_kwargs()["text_guidance_scale"] == 6
 
 
 def test_inversion_decodes_with_deterministic_ddim_on_its_grid():

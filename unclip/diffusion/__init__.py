@@ -15,6 +15,7 @@ from .gaussian import GaussianDiffusion
 from .guidance import (
     THRESHOLDS,
     ClassifierFreeGuidance,
+    TwoConditionGuidance,
     apply_threshold,
     dynamic_threshold,
     static_threshold,
@@ -50,6 +51,7 @@ __all__ = [
     "SPACINGS",
     "THRESHOLDS",
     "ClassifierFreeGuidance",
+    "TwoConditionGuidance",
     "DiscreteSchedule",
     "GaussianDiffusion",
     "ModelDenoiser",

@@ -16,7 +16,8 @@ class ModelDenoiser:
     """``denoiser(x_t, t) -> x0_hat`` for a network ``model(x_t, t, **cond)``.
 
     The network output (of type ``diffusion.prediction``) is guided with classifier-free guidance
-    at ``guidance_scale`` (one batched forward; skipped at 1), converted to x0 by the diffusion's
+    at ``guidance_scale`` (one batched forward; skipped at 1; with a ``text_guidance_scale``,
+    two-condition guidance: ``guidance.TwoConditionGuidance``), converted to x0 by the diffusion's
     parameterisation, thresholded (``None``, ``"static"`` or ``"dynamic"``), and finally passed
     through ``x0_transform`` when given (e.g. ``consistency.LowPassConsistency``). The conversion
     runs in the dtype of ``x_t`` even when the network runs under bf16 autocast.
@@ -31,11 +32,12 @@ class ModelDenoiser:
         threshold: str | None = None,
         threshold_ratio: float = 0.995,
         x0_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        text_guidance_scale: float | None = None,
     ) -> None:
         check_threshold(threshold)
         self.x0_transform = x0_transform
         self.diffusion = diffusion
-        self.model = guided(model, guidance_scale)
+        self.model = guided(model, guidance_scale, text_guidance_scale)
         self.cond = dict(cond or {})
         self.threshold = threshold
         self.threshold_ratio = threshold_ratio

@@ -43,8 +43,51 @@ class ClassifierFreeGuidance:
         return uncond_out + self.scale * (cond_out - uncond_out)
 
 
+class TwoConditionGuidance:
+    """Separate guidance scales for the image embedding and the caption (InstructPix2Pix,
+    2211.09800 eq. 3, with the CLIP image embedding as its image condition)::
+
+        model'(x, t) = out(null) + image_scale (out(z) - out(null))
+                                 + text_scale (out(z, caption) - out(z))
+
+    ``out(z)`` drops the caption alone (``text_drop``, the network's learned null caption), so
+    the network must have been trained with the two conditions dropped independently (the
+    decoder's ``image_drop_prob`` and ``text_drop_prob``). ``image_scale == text_scale == s`` is
+    :class:`ClassifierFreeGuidance` at ``s``; a larger ``text_scale`` pushes the sample further
+    towards what the caption adds to the embedding. The three terms run in ONE batched forward.
+    """
+
+    def __init__(self, model: Callable[..., torch.Tensor], image_scale: float,
+                 text_scale: float) -> None:
+        self.model = model
+        self.image_scale, self.text_scale = float(image_scale), float(text_scale)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, **cond: Any) -> torch.Tensor:
+        batch = x.shape[0]
+        given_drop = cond.pop("cond_drop", None)
+        if given_drop is None:
+            given_drop = torch.zeros(batch, dtype=torch.bool, device=x.device)
+        given_drop = given_drop.to(x.device, torch.bool)
+        keep = torch.zeros(batch, dtype=torch.bool, device=x.device)
+        drop = torch.ones(batch, dtype=torch.bool, device=x.device)
+        tripled = {key: _repeat(key, value, batch, 3) for key, value in cond.items()}
+        out = self.model(  # rows: (z, caption), (z, null caption), (null, null)
+            torch.cat([x, x, x]), torch.cat([t, t, t]),
+            cond_drop=torch.cat([given_drop, given_drop, drop]),
+            text_drop=torch.cat([keep, drop, keep]), **tripled,
+        )
+        both, image, null = out.chunk(3)
+        return (null + self.image_scale * (image - null)
+                + self.text_scale * (both - image))
+
+
 def _double(key: str, value: Any, batch: int) -> Any:
     """Repeat a batch-first tensor condition for the unconditional half; pass None through."""
+    return _repeat(key, value, batch, 2)
+
+
+def _repeat(key: str, value: Any, batch: int, times: int) -> Any:
+    """``times`` copies of a batch-first tensor condition along the batch; None passes through."""
     if value is None:
         return None
     if not isinstance(value, torch.Tensor) or value.ndim == 0 or value.shape[0] != batch:
@@ -52,7 +95,7 @@ def _double(key: str, value: Any, batch: int) -> Any:
             f"condition {key!r} must be a tensor with batch size {batch} as first dim (or None) "
             "for classifier-free guidance"
         )
-    return torch.cat([value, value])
+    return torch.cat([value] * times)
 
 
 def static_threshold(x0: torch.Tensor) -> torch.Tensor:
@@ -91,14 +134,20 @@ def check_threshold(threshold: str | None) -> None:
         )
 
 
-def guided(model: Callable[..., torch.Tensor], scale: float) -> Callable[..., torch.Tensor]:
-    """``model`` itself for ``scale == 1``, else its classifier-free-guidance wrapper."""
+def guided(model: Callable[..., torch.Tensor], scale: float,
+           text_scale: float | None = None) -> Callable[..., torch.Tensor]:
+    """``model`` guided at ``scale``: itself at 1, else its classifier-free-guidance wrapper;
+    with a ``text_scale``, :class:`TwoConditionGuidance` (``scale`` on the image embedding,
+    ``text_scale`` on the caption)."""
+    if text_scale is not None:
+        return TwoConditionGuidance(model, scale, text_scale)
     return model if scale == 1.0 else ClassifierFreeGuidance(model, scale)
 
 
 __all__ = [
     "THRESHOLDS",
     "ClassifierFreeGuidance",
+    "TwoConditionGuidance",
     "apply_threshold",
     "check_threshold",
     "dynamic_threshold",

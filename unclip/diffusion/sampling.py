@@ -30,6 +30,7 @@ def sample(
     callback: Callback | None = None,
     progress: bool = False,
     x0_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    text_guidance_scale: float | None = None,
 ) -> torch.Tensor:
     """Sample from ``model`` starting at pure noise ``x_T`` (any shape (B, ...)).
 
@@ -50,6 +51,9 @@ def sample(
         progress: show a progress bar.
         x0_transform: applied to every (guided, thresholded) x0 prediction, e.g. the upsampler's
             ``consistency.LowPassConsistency``.
+        text_guidance_scale: ``None``: ``guidance_scale`` guides all conditions together; a
+            number: ``guidance_scale`` guides the image embedding and this the caption on top of
+            it (``guidance.TwoConditionGuidance``; a network with ``text_drop``).
 
     Returns:
         The sample at ``t = 0``, same shape, dtype and device as ``x_T``.
@@ -60,7 +64,7 @@ def sample(
         raise ValueError(f"eta={eta} applies only to sampler='ddim', not {sampler!r}")
     timesteps = make_timesteps(diffusion.schedule, steps, spacing)
     denoiser = ModelDenoiser(diffusion, model, cond, guidance_scale, threshold, threshold_ratio,
-                             x0_transform)
+                             x0_transform, text_guidance_scale)
     extra = {"eta": eta} if sampler == "ddim" else {}
     with torch.no_grad():
         return sampler_fn(

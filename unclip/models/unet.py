@@ -172,18 +172,21 @@ class UNet(nn.Module):
         low_res: torch.Tensor | None = None,
         aug_level: torch.Tensor | None = None,
         cond_drop: torch.Tensor | None = None,
+        text_drop: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Predict from ``x_t`` (B, C, H, W) at times ``t`` (B,) in [0, 1]; returns (B, C, H, W).
 
         ``low_res`` (B, C, h, w) is required by upsamplers; ``aug_level`` (B,) in [0, 1] is the
         noise-augmentation level applied to it (``None`` = 0, a clean low-res image). ``cond_drop``
-        (B,) bool replaces the image and caption conditions of its rows by the learned nulls.
+        (B,) bool replaces the image and caption conditions of its rows by the learned nulls;
+        ``text_drop`` (B,) bool the caption condition alone.
         """
         b = x_t.shape[0]
         self._check(x_t, t, low_res, aug_level)
         dtype = self.input_conv.weight.dtype
         emb = self.time_embed(t)
-        cond = self.conditioner(b, image_emb, text_tokens, text_mask, cond_drop, device=x_t.device)
+        cond = self.conditioner(b, image_emb, text_tokens, text_mask, cond_drop, device=x_t.device,
+                                text_drop=text_drop)
         if cond.emb is not None:
             emb = emb + cond.emb
         x = x_t.to(dtype)

@@ -4,7 +4,8 @@ unCLIP (2204.06125 sec. 2.1): the CLIP image embedding is projected and added to
 embedding, and projected into ``K = 4`` extra context tokens that the attention layers attend
 to, next to the (optional) caption token encodings. For classifier-free guidance the image
 embedding is replaced by a learned null 10% of the time and the caption 50% of the time
-(independently); ``cond_drop`` forces both to the null for chosen rows.
+(independently); ``cond_drop`` forces both to the null for chosen rows, ``text_drop`` the caption
+alone (two-condition guidance, ``unclip.diffusion.guidance.TwoConditionGuidance``).
 
 Layout map (``layout_res > 0``, this project's addition): the embedding (or the null) is also
 projected linearly to a ``(layout_channels, layout_res, layout_res)`` feature map that the U-Net
@@ -35,7 +36,7 @@ class Conditioning(NamedTuple):
 
 
 class DecoderConditioner(nn.Module):
-    """Maps ``(image_emb, text_tokens, text_mask, cond_drop)`` to a :class:`Conditioning`.
+    """Maps ``(image_emb, text_tokens, text_mask, cond_drop, text_drop)`` to a Conditioning.
 
     Args:
         emb_dim: width of the U-Net's timestep embedding.
@@ -96,11 +97,15 @@ class DecoderConditioner(nn.Module):
         return bool(self.image_emb_dim and self.num_image_tokens) or bool(self.text_token_dim)
 
     def drop_masks(
-        self, batch: int, cond_drop: torch.Tensor | None, device: torch.device
+        self, batch: int, cond_drop: torch.Tensor | None, device: torch.device,
+        text_drop: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows whose image embedding / caption get the learned null (independent draws)."""
+        """Rows whose image embedding / caption get the learned null (independent draws);
+        ``text_drop`` rows drop the caption only."""
         image = drop_mask(batch, self.image_drop_prob, cond_drop, self.training, device)
         text = drop_mask(batch, self.text_drop_prob, cond_drop, self.training, device)
+        if text_drop is not None:
+            text = text | text_drop.to(device=device, dtype=torch.bool)
         return image, text
 
     def forward(
@@ -111,11 +116,14 @@ class DecoderConditioner(nn.Module):
         text_mask: torch.Tensor | None = None,
         cond_drop: torch.Tensor | None = None,
         device: torch.device | None = None,
+        text_drop: torch.Tensor | None = None,
     ) -> Conditioning:
         """Build the conditioning of a batch of ``batch`` rows (see the class docstring)."""
         device = device or next(self.parameters(), torch.empty(0)).device
         self._check(batch, image_emb, text_tokens, text_mask, cond_drop)
-        drop_image, drop_text = self.drop_masks(batch, cond_drop, device)
+        if text_drop is not None and text_drop.shape != (batch,):
+            raise ValueError(f"text_drop must have shape ({batch},), got {tuple(text_drop.shape)}")
+        drop_image, drop_text = self.drop_masks(batch, cond_drop, device, text_drop)
         emb, tokens, mask, layout = None, [], None, None
         if self.image_emb_dim:
             if image_emb is None:  # allowed only when every row is dropped (checked above)

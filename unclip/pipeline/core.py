@@ -215,7 +215,7 @@ class UnCLIPPipeline:
         """
         batch = image_embeds.shape[0]
         image_embeds = image_embeds.to(self.device, torch.float32)
-        settings = decoder_settings or DecoderSettings()
+        settings = self._decoder_settings(decoder_settings or DecoderSettings(), text)
         stage_settings = self._upsampler_settings(upsampler_settings)  # checked before sampling
         n = settings.best_of  # decoded candidates per image
         if n > 1 and x_T is not None:
@@ -444,6 +444,19 @@ class UnCLIPPipeline:
                            upsample=upsample, progress=progress)
 
     # ------------------------------------------------------------------------ helpers
+    def _decoder_settings(self, settings: DecoderSettings,
+                          text: TextEncoding | None) -> DecoderSettings:
+        """``settings``, checked against the decoder: a caption's own guidance scale needs a
+        caption-conditioned decoder; without a caption it has nothing to guide by and is dropped
+        (two-condition guidance then equals the image embedding's guidance alone)."""
+        if settings.text_guidance_scale is None:
+            return settings
+        if not self.decoder.hparams["text_condition"]:
+            raise ValueError("DecoderSettings.text_guidance_scale needs a caption-conditioned "
+                             "decoder (decoder.text_condition: true); this one reads the image "
+                             "embedding only: set it to null")
+        return settings if text is not None else replace(settings, text_guidance_scale=None)
+
     def _upsampler_settings(self, value: UpsamplerArg) -> list[UpsamplerSettings]:
         if value is None or isinstance(value, UpsamplerSettings):
             return [value or UpsamplerSettings()] * len(self.upsamplers)

@@ -135,14 +135,28 @@ class DecoderSettings(ImageStageSettings):
         best_of: candidates decoded per image; the one whose CLIP image embedding is closest to
             the caption's text embedding (without a caption: to the conditioning image
             embedding) goes on to the upsamplers (``unclip.rerank``). 1: no reranking.
+        text_guidance_scale: ``None``: ``guidance_scale`` guides the image embedding and the
+            caption together. A number: two-condition guidance (2211.09800 eq. 3,
+            ``unclip.diffusion.TwoConditionGuidance``), ``guidance_scale`` on the image embedding
+            and this on the caption on top of it; three network evaluations per step instead of
+            two. Needs a caption-conditioned decoder; without a caption (variations) there is
+            nothing to guide it by, and the image embedding's guidance alone applies.
     """
 
     guidance_scale: float = 3.0
     best_of: int = 1
+    text_guidance_scale: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_positive_int(self, "best_of")
+        scale = self.text_guidance_scale
+        if scale is not None and (not _finite(scale) or scale < 0):
+            raise ValueError("DecoderSettings.text_guidance_scale must be null or a finite "
+                             f"number >= 0, got {scale!r}")
+
+    def sample_kwargs(self) -> dict[str, Any]:
+        return {**super().sample_kwargs(), "text_guidance_scale": self.text_guidance_scale}
 
 
 @dataclass(frozen=True)
