@@ -2,10 +2,10 @@
 
 The shapes_full base decoder (``experiment=shapes_full/decoder``: decoder/base32 at half width,
 at most 60 minutes) samples 20 DPM-Solver++ steps with the shapes_full pipeline's settings
-(``experiment=shapes_full/sample``: guidance 2; upsampler 20 steps, low-pass sigma 2, low-res
-level 0)
-from the true CLIP image embeddings of held-out images; the domain CLIP's zero-shot reader must
-find the source's colour+shape in >= 90% of single-object samples. The shapes_full upsampler
+(``configs/sampling/shapes_full.yaml``: guidance 3 on the image embedding; upsampler 20 steps,
+low-pass sigma 2, low-res level 0) from the true CLIP image embeddings of held-out images; the
+domain CLIP's zero-shot reader must find the source's colour+shape in >= 90% of single-object
+samples. The shapes_full upsampler
 (decoder/upsampler64) must raise them to 64 px without changing what the reader finds.
 
 Needs the shapes_full CLIP (data/clip/shapes_full_clip.pt) and its embedding shards with images

@@ -160,7 +160,8 @@ def sweep_decoder(
     settings: tuple[PriorSettings, DecoderSettings, UpsamplerSettings],
     cfg: DictConfig,
 ) -> list[dict[str, Any]]:
-    """Compositional score per decoder sampler x steps, and per decoder guidance scale."""
+    """Compositional score per decoder sampler x steps, and per decoder guidance scale (with
+    ``text_guidance_scale`` set, the image embedding's scale; the caption's stays)."""
     sw = cfg.sweeps
     prior, decoder, upsampler = settings
     subset = prompts[: int(sw.prompts)]
@@ -175,7 +176,8 @@ def sweep_decoder(
         result: BenchmarkResult = score(images, subset, reader)
         records.append({"stage": "decoder", "sweep": kind, "sampler": dec.sampler,
                         "steps": dec.steps, "nfe": nfe(dec.sampler, dec.steps),
-                        "guidance_scale": dec.guidance_scale, "score": result.mean,
+                        "guidance_scale": dec.guidance_scale,
+                        "text_guidance_scale": dec.text_guidance_scale, "score": result.mean,
                         "images_per_second": len(subset) / seconds})
 
     for sampler in sw.samplers:

@@ -89,7 +89,7 @@ class PriorSettings(StageSettings):
     may stand in several arrangements, an embedding blends them: the shapes_full stack of
     session 15 renders a third or a lost object there, and scores better with
     ``sampler="ddpm", steps=250``, which keeps the prior's own variation (colour attribution
-    84.7% against 69.4% over 3 seeds; README, session 15).
+    84.7% against 69.4% over 3 seeds; docs/results_history.md, session 15).
 
     Args:
         best_of: candidates per caption; the one most similar to the text embedding is kept.
