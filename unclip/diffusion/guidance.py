@@ -28,16 +28,14 @@ class ClassifierFreeGuidance:
         if self.scale == 1.0:
             return self.model(x, t, **cond)
         batch = x.shape[0]
-        given_drop = cond.pop("cond_drop", None)
-        if given_drop is None:
-            given_drop = torch.zeros(batch, dtype=torch.bool, device=x.device)
+        given_drop = _given_drop(cond, x)
         null_drop = torch.ones(batch, dtype=torch.bool, device=x.device)
         if self.scale == 0.0:
             return self.model(x, t, cond_drop=null_drop, **cond)
-        doubled = {key: _double(key, value, batch) for key, value in cond.items()}
+        doubled = {key: _repeat(key, value, batch, 2) for key, value in cond.items()}
         out = self.model(
             torch.cat([x, x]), torch.cat([t, t]),
-            cond_drop=torch.cat([given_drop.to(x.device, torch.bool), null_drop]), **doubled,
+            cond_drop=torch.cat([given_drop, null_drop]), **doubled,
         )
         cond_out, uncond_out = out.chunk(2)
         return uncond_out + self.scale * (cond_out - uncond_out)
@@ -64,10 +62,7 @@ class TwoConditionGuidance:
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor, **cond: Any) -> torch.Tensor:
         batch = x.shape[0]
-        given_drop = cond.pop("cond_drop", None)
-        if given_drop is None:
-            given_drop = torch.zeros(batch, dtype=torch.bool, device=x.device)
-        given_drop = given_drop.to(x.device, torch.bool)
+        given_drop = _given_drop(cond, x)
         keep = torch.zeros(batch, dtype=torch.bool, device=x.device)
         drop = torch.ones(batch, dtype=torch.bool, device=x.device)
         tripled = {key: _repeat(key, value, batch, 3) for key, value in cond.items()}
@@ -81,9 +76,13 @@ class TwoConditionGuidance:
                 + self.text_scale * (both - image))
 
 
-def _double(key: str, value: Any, batch: int) -> Any:
-    """Repeat a batch-first tensor condition for the unconditional half; pass None through."""
-    return _repeat(key, value, batch, 2)
+def _given_drop(cond: dict[str, Any], x: torch.Tensor) -> torch.Tensor:
+    """The rows the caller dropped (``cond_drop``, popped from ``cond``), as bools on x's device;
+    none when not given."""
+    given = cond.pop("cond_drop", None)
+    if given is None:
+        return torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    return given.to(x.device, torch.bool)
 
 
 def _repeat(key: str, value: Any, batch: int, times: int) -> Any:

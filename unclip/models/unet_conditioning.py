@@ -120,9 +120,7 @@ class DecoderConditioner(nn.Module):
     ) -> Conditioning:
         """Build the conditioning of a batch of ``batch`` rows (see the class docstring)."""
         device = device or next(self.parameters(), torch.empty(0)).device
-        self._check(batch, image_emb, text_tokens, text_mask, cond_drop)
-        if text_drop is not None and text_drop.shape != (batch,):
-            raise ValueError(f"text_drop must have shape ({batch},), got {tuple(text_drop.shape)}")
+        self._check(batch, image_emb, text_tokens, text_mask, cond_drop, text_drop)
         drop_image, drop_text = self.drop_masks(batch, cond_drop, device, text_drop)
         emb, tokens, mask, layout = None, [], None, None
         if self.image_emb_dim:
@@ -188,9 +186,11 @@ class DecoderConditioner(nn.Module):
         text_tokens: torch.Tensor | None,
         text_mask: torch.Tensor | None,
         cond_drop: torch.Tensor | None,
+        text_drop: torch.Tensor | None = None,
     ) -> None:
-        if cond_drop is not None and cond_drop.shape != (batch,):
-            raise ValueError(f"cond_drop must have shape ({batch},), got {tuple(cond_drop.shape)}")
+        for name, rows in (("cond_drop", cond_drop), ("text_drop", text_drop)):
+            if rows is not None and rows.shape != (batch,):
+                raise ValueError(f"{name} must have shape ({batch},), got {tuple(rows.shape)}")
         if image_emb is not None:
             if not self.image_emb_dim:
                 raise ValueError("image_emb given, but this U-Net has no image conditioning "
