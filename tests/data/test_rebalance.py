@@ -44,6 +44,42 @@ def test_the_rule_keeps_its_fraction_of_the_listed_count_only() -> None:
     assert abs(kept[1] / 3000 - 0.3) < 0.03
 
 
+def _pair(first: str, second: str) -> dict:
+    return {"objects": [{"shape": "circle", "color": first}, {"shape": "square", "color": second}]}
+
+
+def test_pairs_of_one_colour_keep_their_own_fraction() -> None:
+    rule = KeepByObjectCount({1: 0.2, 2: 0.4}, seed=0, same_color_pairs=1.0)
+    kept = {"single": 0, "mixed": 0, "same": 0}
+    for i in range(3000):
+        for name, scene in (("single", _scene(1)), ("mixed", _pair("red", "blue")),
+                            ("same", _pair("red", "red"))):
+            try:
+                rule(f"k{i}", scene)
+                kept[name] += 1
+            except LeftOut as left_out:
+                assert str(left_out) == ("2 object(s) of one colour" if name == "same" else
+                                         f"{len(scene['objects'])} object(s)")
+    assert kept["same"] == 3000
+    assert abs(kept["mixed"] / 3000 - 0.4) < 0.03
+    assert abs(kept["single"] / 3000 - 0.2) < 0.03
+    # below the pairs' fraction too: same-colour pairs are left out, mixed ones all kept
+    rule = KeepByObjectCount({}, seed=0, same_color_pairs=0.5)
+    with pytest.raises(LeftOut, match="of one colour"):
+        for i in range(50):
+            rule(f"k{i}", _pair("red", "red"))
+    for i in range(50):
+        rule(f"k{i}", _pair("red", "blue"))
+
+
+def test_same_colour_rule_needs_colours_and_a_fraction() -> None:
+    with pytest.raises(ValueError, match=r"keep_same_color_pairs = 0.0: a fraction in \(0, 1\]"):
+        KeepByObjectCount({1: 0.5}, same_color_pairs=0.0)
+    with pytest.raises(ValueError, match="each object's 'color'.*sample abc in s.tar"):
+        KeepByObjectCount({}, same_color_pairs=0.5)("abc", _scene(2), "s.tar")
+    KeepByObjectCount({}, same_color_pairs=0.5)("abc", _scene(1))  # singles need no colour
+
+
 @pytest.mark.parametrize("keep, message", [
     ({"one": 0.5}, "'one' is not an object count"),
     ({0: 0.5}, "0 is not an object count"),
@@ -117,6 +153,23 @@ def test_a_lightning_run_logs_the_left_out_samples_apart_from_bad_data(tmp_path:
     report = [r.getMessage() for r in caplog.records if "[data] train epoch 0" in r.getMessage()]
     assert report == [f"[data] train epoch 0: the rebalancing rule left out {int(left_out)} of "
                       f"16 good samples"]
+
+
+def test_the_datamodule_keeps_same_colour_pairs_apart(tmp_path: Path) -> None:
+    samples = []
+    for i in range(80):
+        sample = embedding_sample(i)
+        sample["__key__"] = f"{i:06d}"
+        sample["json"] = json.dumps(_pair("red", "red" if i % 4 == 0 else "blue"))
+        samples.append(sample)
+    write_tar(tmp_path / "a.tar", samples)
+    dm = EmbeddingDataModule(train_shards=str(tmp_path / "a.tar"), batch_size=1, num_workers=0,
+                             shuffle_buffer=1, keep_by_object_count={2: 0.25},
+                             keep_same_color_pairs=1.0)
+    keys = {int(k) for batch in dm.train_dataloader() for k in batch["key"]}
+    assert {i for i in range(80) if i % 4 == 0} <= keys  # every same-colour pair
+    assert 2 <= len(keys) - 20 <= 30  # about a quarter of the 60 others
+    assert dm.hparams["keep_same_color_pairs"] == 1.0
 
 
 def test_the_rule_is_saved_as_plain_numbers_for_weights_only_checkpoints(tmp_path: Path) -> None:

@@ -163,9 +163,10 @@ class EmbeddingDataModule(ShardDataModule):
     ``with_images`` also decodes the ``png`` (for the decoder) at ``resolution``; ``embed_dim``
     pins the embedding width (default: the first sample's). ``keep_by_object_count`` rebalances
     the training stream by scene size (``{1: 0.5}``: half the single-object samples; see
-    ``unclip.data.rebalance``); validation and test keep every sample. ``stats`` and
-    ``clip_identity`` read the precompute step's ``stats.json`` and ``clip_identity.json``
-    beside the train shards.
+    ``unclip.data.rebalance``), and ``keep_same_color_pairs`` keeps pairs of one colour with
+    their own fraction (default: ``keep_by_object_count[2]``); validation and test keep every
+    sample. ``stats`` and ``clip_identity`` read the precompute step's ``stats.json`` and
+    ``clip_identity.json`` beside the train shards.
     See :class:`~unclip.data.datamodule.ShardDataModule` for the other arguments.
     """
 
@@ -188,6 +189,7 @@ class EmbeddingDataModule(ShardDataModule):
         resolution: int = 64,
         embed_dim: int | None = None,
         keep_by_object_count: Mapping[Any, float] | None = None,
+        keep_same_color_pairs: float | None = None,
     ) -> None:
         super().__init__(
             train_shards, val_shards, test_shards, batch_size, val_batch_size, num_workers,
@@ -197,8 +199,8 @@ class EmbeddingDataModule(ShardDataModule):
         self.with_images = with_images
         self.resolution = resolution
         self.embed_dim = embed_dim
-        self.keep = (KeepByObjectCount(keep_by_object_count, seed)
-                     if keep_by_object_count else None)
+        self.keep = (KeepByObjectCount(keep_by_object_count or {}, seed, keep_same_color_pairs)
+                     if keep_by_object_count or keep_same_color_pairs is not None else None)
         # saved as plain ints and floats (a Hydra DictConfig would make the checkpoint unsafe
         # to load with weights_only); save_hyperparameters reads this local
         keep_by_object_count = dict(self.keep.keep) if self.keep is not None else None
