@@ -4,7 +4,8 @@ One image per prompt makes a category's score noisy: on 48 prompts one seed can 
 apart from another for the same checkpoints (session 14, the relation category). This script
 samples the benchmark's prompts (``unclip.eval.prompts``, as ``evaluate.py`` builds them) through
 prior and base decoder only, under bf16 autocast, once per seed, and prints each seed's
-per-category scores, their mean and spread, and the most frequent failure reasons::
+per-category scores, their mean and spread, the pair categories split into prompts whose two
+objects share a colour and the others, and the most frequent failure reasons::
 
     .venv/bin/python benchmarks/benchmark_seeds.py --seeds 0 1 2 \\
         --prior logs/train_prior/shapes_full/checkpoints/final.ckpt \\
@@ -28,7 +29,7 @@ import time
 import torch
 
 from unclip.eval.compositional import score
-from unclip.eval.prompts import build_prompt_set
+from unclip.eval.prompts import BenchmarkPrompt, build_prompt_set
 from unclip.pipeline import DecoderSettings, PriorSettings, UnCLIPPipeline
 
 
@@ -36,6 +37,12 @@ def failure_kind(reason: str) -> str:
     """A verdict's reason without the objects it names: ``found 3``, ``circle shape``..."""
     reason = re.sub(r"want \d+ object\(s\), found (\d+).*", r"found \1", reason)
     return re.sub(r":.*", "", reason)
+
+
+def same_color(prompt: BenchmarkPrompt) -> bool:
+    """Whether a prompt names two objects of one colour (told apart by shape alone)."""
+    objects = prompt.spec.objects
+    return len(objects) == 2 and objects[0].color == objects[1].color
 
 
 def main() -> None:
@@ -72,6 +79,7 @@ def main() -> None:
                               text_guidance_scale=args.decoder_text_guidance)
     rows: list[dict[str, float]] = []
     reasons: collections.Counter = collections.Counter()
+    by_color: collections.Counter = collections.Counter()  # (category, same, passed) -> images
     for seed in args.seeds:
         start = time.perf_counter()
         images = []
@@ -83,6 +91,8 @@ def main() -> None:
         rows.append({**result.per_category, "mean": result.mean})
         reasons.update((v.category, failure_kind(v.reason)) for v in result.verdicts
                        if not v.passed)
+        by_color.update((q.category, same_color(q), v.passed)
+                        for q, v in zip(prompts, result.verdicts, strict=True))
         cells = "  ".join(f"{100 * v:5.1f}" for v in rows[-1].values())
         print(f"seed {seed:3d}  {cells}   ({time.perf_counter() - start:.0f} s)", flush=True)
     names = list(rows[0])
@@ -90,6 +100,14 @@ def main() -> None:
     for label, fn in (("mean", statistics.fmean), ("min", min), ("max", max)):
         cells = "  ".join(f"{100 * fn([r[n] for r in rows]):5.1f}" for n in names)
         print(f"{label:8s}  {cells}")
+    for category in ("two_objects", "relation"):
+        cells = []
+        for same, label in ((True, "one colour"), (False, "two colours")):
+            passed, failed = by_color[category, same, True], by_color[category, same, False]
+            if passed + failed:
+                cells.append(f"{label} {100 * passed / (passed + failed):5.1f}% of "
+                             f"{passed + failed}")
+        print(f"{category:12s} " + ", ".join(cells))
     print(f"most frequent failures over {len(args.seeds)} seed(s):")
     for (category, kind), count in reasons.most_common(args.reasons):
         print(f"  {count:4d}  {category}: {kind}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -16,6 +17,17 @@ def test_failure_kinds_drop_the_objects_named() -> None:
     assert benchmark_seeds.failure_kind(
         "want 2 object(s), found 3: small red circle; large blue square") == "found 3"
     assert benchmark_seeds.failure_kind("circle shape: want circle, got square") == "circle shape"
+
+
+def test_same_color_marks_pairs_of_one_colour_only() -> None:
+    from unclip.eval.prompts import build_prompt_set
+
+    marked = {q.text for q in build_prompt_set(48, 0) if benchmark_seeds.same_color(q)}
+    assert "a green circle and a green square" in marked
+    assert "a red circle below a red square" in marked
+    assert all(q.category in ("two_objects", "relation") for q in build_prompt_set(48, 0)
+               if q.text in marked)  # colour attribution names two colours by construction
+    assert "a red circle to the left of an orange triangle" not in marked
 
 
 def test_prints_a_row_per_seed_and_their_mean_min_max(stack: Stack) -> None:
@@ -38,4 +50,8 @@ def test_prints_a_row_per_seed_and_their_mean_min_max(stack: Stack) -> None:
         row = next(line for line in lines if line.startswith(label + " "))
         values = [float(v) for v in row.split()[1:]]
         assert len(values) == len(names) and all(0.0 <= v <= 100.0 for v in values)
+    for category in ("two_objects", "relation"):
+        split = next(line for line in lines if line.startswith(category + " "))
+        counts = [int(n) for n in re.findall(r"% of (\d+)", split)]
+        assert sum(counts) == 2 * 2  # both seeds' prompts of the category, split by colour
     assert "most frequent failures over 2 seed(s):" in proc.stdout
