@@ -6,7 +6,8 @@ samples and all the others, so two thirds of the stream are pairs. Pairs of one 
 circle above a red square``) are 1 in 11.5 of the random pairs (8 colours, a pair never repeats
 colour and shape) but a fifth of the benchmark's pair prompts, and the hardest: the objects
 can only be told apart by shape. ``same_color_pairs`` keeps them with their own fraction, so
-``keep={1: 0.25, 2: 0.5}, same_color_pairs=1.0`` doubles their share of the stream. The
+``keep={1: 0.25, 2: 0.5}, same_color_pairs=1.0`` doubles their share of the stream (in the
+shapes_full prior's stream it did not lift them: docs/results_history.md, session 18). The
 ground truth (``json``: ``{"objects": [...]}``) is read before anything else is decoded, and
 each sample's draw depends only on ``(seed, key)``: the same samples are left out in every epoch
 and every run, and a resumed run sees the stream it would have seen.
