@@ -204,6 +204,7 @@ class EmbeddingDataModule(ShardDataModule):
         # saved as plain ints and floats (a Hydra DictConfig would make the checkpoint unsafe
         # to load with weights_only); save_hyperparameters reads this local
         keep_by_object_count = dict(self.keep.keep) if self.keep is not None else None
+        keep_same_color_pairs = self.keep.same_color_pairs if self.keep is not None else None
         self.save_hyperparameters()
 
     def make_decoder(self, stage: str) -> EmbeddingDecoder:

@@ -62,18 +62,17 @@ class KeepByObjectCount:
     def __call__(self, key: str, meta: Mapping[str, Any], where: str = "") -> None:
         """Raise :class:`LeftOut` when the sample ``key`` with ground truth ``meta`` is left out."""
         objects = meta.get("objects")
+        sample = f"sample {key}{' in ' + where if where else ''}"
         if not isinstance(objects, list):
             raise ValueError(f"keep_by_object_count needs each sample's json ground truth to "
-                             f"list its 'objects'; sample {key}{' in ' + where if where else ''} "
-                             f"has keys {sorted(meta)}")
+                             f"list its 'objects'; {sample} has keys {sorted(meta)}")
         fraction = self.keep.get(len(objects), 1.0)
         reason = f"{len(objects)} object(s)"
         if self.same_color_pairs is not None and len(objects) == 2:
             colors = [o.get("color") if isinstance(o, Mapping) else None for o in objects]
             if None in colors:
                 raise ValueError(f"keep_same_color_pairs needs each object's 'color' in the json "
-                                 f"ground truth; sample {key}"
-                                 f"{' in ' + where if where else ''} has {objects}")
+                                 f"ground truth; {sample} has {objects}")
             if colors[0] == colors[1]:
                 fraction, reason = self.same_color_pairs, "2 object(s) of one colour"
         if fraction < 1.0 and self.draw(key) >= fraction:
