@@ -121,6 +121,7 @@ RANGES: tuple[tuple[str, Range], ...] = (
     ("eta", NON_NEGATIVE),
     ("num_val_samples", NON_NEGATIVE_INT),
     ("loss_buckets", COUNT),
+    ("same_color_pair_weight", POSITIVE),
     ("ceiling_batches", NON_NEGATIVE_INT),
     ("interpolate.frames", Range(2, integer=True)),
     ("n", COUNT),

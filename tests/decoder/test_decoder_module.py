@@ -224,6 +224,27 @@ def test_guided_sampling_uses_the_null_condition(clip):
     assert (guided - plain).abs().max() > 1e-3 and (plain - uncond).abs().max() > 1e-3
 
 
+def test_two_condition_guidance_with_equal_scales_is_one_scale_guidance(clip):
+    # 2211.09800 eq. 3 with s_I = s_T = s: out(null) + s (out(z, c) - out(null))
+    # x0 prediction: the samples are the guided network outputs, not saturated by the clamp
+    module = make_module(clip.identity, text_condition=True,
+                         diffusion=dict(DIFFUSION, prediction="x0")).eval()
+    with torch.no_grad():  # the zero-initialised output layer would ignore every condition
+        for param in module.net.parameters():
+            param.normal_(0.0, 0.1)
+    batch = add_embeddings(render_batch("val", range(2)), clip)
+    inputs = dict(image_emb=batch["image_emb"], text_tokens=batch["text_tokens"].float(),
+                  text_mask=batch["text_mask"], steps=3, autocast=False, threshold=None)
+
+    def draw(**kw):
+        return module.sample(**inputs, generator=torch.Generator().manual_seed(0), **kw)
+
+    one = draw(guidance_scale=3.0)
+    same = (draw(guidance_scale=3.0, text_guidance_scale=3.0) - one).abs().max()
+    other = (draw(guidance_scale=3.0, text_guidance_scale=0.0) - one).abs().max()
+    assert same < 1e-5 and other > 100 * same
+
+
 def test_analytic_reader_reads_true_renders():
     from unclip.lit.decoder_quality import analytic_correct, answers
 

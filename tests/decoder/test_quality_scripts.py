@@ -82,6 +82,24 @@ def test_scene_fidelity_reports_singles_and_pairs_for_samples_and_real_images(in
     assert all(0.0 <= v <= 1.0 for kind in samples.values() for k, v in kind.items() if k != "n")
 
 
+def test_scene_fidelity_reads_only_the_scenes_asked_for(inputs, capsys) -> None:
+    everything = scene_fidelity.load_scenes(str(inputs["shards"]), 24)
+    pairs = [m for m in everything["meta"] if len(m["objects"]) == 2]
+    one_colour = [m for m in pairs if m["objects"][0]["color"] == m["objects"][1]["color"]]
+    batch = scene_fidelity.load_scenes(str(inputs["shards"]), len(pairs), "pairs")
+    assert batch["meta"] == pairs and len(batch["image_emb"]) == len(batch["image"]) == len(pairs)
+    result = scene_fidelity.main([
+        "--decoder", str(inputs["decoder"]), "--shards", str(inputs["shards"]),
+        "--n", str(len(pairs)), "--steps", "2", "--scenes", "pairs"])
+    assert set(result["real"]) == {"pair"} | ({"one_colour_pair"} if one_colour else set())
+    assert result["real"]["pair"]["n"] == len(pairs)
+    with pytest.raises(ValueError, match=r"holds \d+ scenes of the kind 'one_colour_pairs', "
+                                         r"fewer than --n 25"):
+        scene_fidelity.load_scenes(str(inputs["shards"]), 25, "one_colour_pairs")
+    with pytest.raises(ValueError, match="--scenes 'triples'"):
+        scene_fidelity.load_scenes(str(inputs["shards"]), 1, "triples")
+
+
 def test_upsampler_consistency_benchmark_prints_a_row_per_sigma(inputs) -> None:
     proc = subprocess.run(
         [sys.executable, str(REPO_ROOT / "benchmarks" / "upsampler_consistency.py"),

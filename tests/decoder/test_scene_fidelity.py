@@ -50,6 +50,19 @@ def test_true_renders_pass_every_question(images, resolution) -> None:
     assert fig["pair"]["objects"] == 1.0 and fig["pair"]["relation"] == 1.0
 
 
+def test_pairs_of_one_colour_are_also_reported_on_their_own(images) -> None:
+    one_colour = [i for i, s in enumerate(SCENES) if len(s.objects) == 2
+                  and s.objects[0].color == s.objects[1].color]
+    assert len(one_colour) >= 3  # about 1 pair in 11.5
+    fig = scene_figures(images, METAS)
+    assert fig["one_colour_pair"]["n"] == len(one_colour)
+    assert fig["one_colour_pair"]["objects"] == fig["one_colour_pair"]["relation"] == 1.0
+    # each judged against the next one-colour scene's truth: its own kind fails, alone
+    shifted = [METAS[i] for i in one_colour[1:] + one_colour[:1]]
+    fig = scene_figures(images[one_colour], shifted)
+    assert set(fig) == {"pair", "one_colour_pair"} and fig["one_colour_pair"]["objects"] < 0.5
+
+
 def test_other_scenes_fail_and_a_mirrored_pair_fails_only_its_relation(images) -> None:
     shifted = METAS[1:] + METAS[:1]  # every image judged against another scene's truth
     assert scene_figures(images, shifted)["pair"]["objects"] < 0.2

@@ -68,15 +68,26 @@ class KeepByObjectCount:
                              f"list its 'objects'; {sample} has keys {sorted(meta)}")
         fraction = self.keep.get(len(objects), 1.0)
         reason = f"{len(objects)} object(s)"
-        if self.same_color_pairs is not None and len(objects) == 2:
-            colors = [o.get("color") if isinstance(o, Mapping) else None for o in objects]
-            if None in colors:
-                raise ValueError(f"keep_same_color_pairs needs each object's 'color' in the json "
-                                 f"ground truth; {sample} has {objects}")
-            if colors[0] == colors[1]:
-                fraction, reason = self.same_color_pairs, "2 object(s) of one colour"
+        if self.same_color_pairs is not None and one_color_pair(objects, sample,
+                                                               "keep_same_color_pairs"):
+            fraction, reason = self.same_color_pairs, "2 object(s) of one colour"
         if fraction < 1.0 and self.draw(key) >= fraction:
             raise LeftOut(reason)
+
+
+def one_color_pair(objects: list, sample: str, key: str) -> bool:
+    """Whether a scene's json ``objects`` are two objects of one colour.
+
+    Raises ``ValueError`` naming ``key`` (the setting that asked) and ``sample`` when one of two
+    objects has no ``color``.
+    """
+    if len(objects) != 2:
+        return False
+    colors = [o.get("color") if isinstance(o, Mapping) else None for o in objects]
+    if None in colors:
+        raise ValueError(f"{key} needs each object's 'color' in the json ground truth; "
+                         f"{sample} has {objects}")
+    return colors[0] == colors[1]
 
 
 def _fraction(value: Any, name: str) -> float:

@@ -39,6 +39,7 @@ from unclip.lit.decoder_config import (
     resolve_sampling,
 )
 from unclip.lit.decoder_logging import bucket_losses, bucket_means, log_grid, sample_grid
+from unclip.lit.scene_loss_weights import same_color_pair_weights, weighted_mean
 from unclip.models.unet import UNet
 
 
@@ -83,6 +84,9 @@ class DecoderModule(pl.LightningModule):
         num_val_samples: rows of the fixed validation grid (first validation batch, fixed seed).
         val_seed: seed of the validation grid's noise.
         loss_buckets: timestep buckets of the logged loss.
+        same_color_pair_weight: the training loss weight of a scene of two objects of one
+            colour, read from the batch's ``meta`` (:mod:`unclip.lit.scene_loss_weights`); 1
+            weights every sample alike and needs no ``meta``.
     """
 
     def __init__(
@@ -103,6 +107,7 @@ class DecoderModule(pl.LightningModule):
         num_val_samples: int = 8,
         val_seed: int = 0,
         loss_buckets: int = 4,
+        same_color_pair_weight: float = 1.0,
     ) -> None:
         super().__init__()
         identity = read_identity(clip_identity)
@@ -116,6 +121,9 @@ class DecoderModule(pl.LightningModule):
         diffusion_obj = GaussianDiffusion.from_config(plain(diffusion))
         if loss_buckets < 1 or num_val_samples < 0:
             raise ValueError("loss_buckets must be >= 1 and num_val_samples >= 0")
+        if not 0.0 < float(same_color_pair_weight) < float("inf"):
+            raise ValueError(f"decoder.same_color_pair_weight = {same_color_pair_weight}: a "
+                             f"finite weight > 0")
         # logger=False: the runner logs the whole composed config; Lightning's own merge with
         # the data module's hparams would clash on `resolution` (data vs. output size)
         self.save_hyperparameters({
@@ -132,6 +140,7 @@ class DecoderModule(pl.LightningModule):
             "num_val_samples": int(num_val_samples),
             "val_seed": int(val_seed),
             "loss_buckets": int(loss_buckets),
+            "same_color_pair_weight": float(same_color_pair_weight),
         }, logger=False)
         self.net = UNet(**net_cfg)
         self.diffusion = diffusion_obj
@@ -214,6 +223,8 @@ class DecoderModule(pl.LightningModule):
         x0 = self.targets(b["image"])
         loss, t = self.diffusion.training_loss(self.net, x0, self.train_condition(b))
         n = len(x0)
+        # train/loss stays the plain mean, comparable across runs; the objective may weight it
+        objective = self.training_objective(batch, loss)
         self.log("train/loss", loss.mean(), prog_bar=True, batch_size=n)
         # no host reads in the step: an empty bucket logs NaN rather than stall the GPU
         for name, value in bucket_means(loss, t, self.hparams["loss_buckets"]).items():
@@ -223,7 +234,22 @@ class DecoderModule(pl.LightningModule):
             self.log("train/images_per_sec", n / max(now - self._last_step_time, 1e-9),
                      batch_size=n)
         self._last_step_time = now
-        return loss.mean()
+        return objective
+
+    def training_objective(self, batch: Mapping[str, Any], loss: torch.Tensor) -> torch.Tensor:
+        """The per-sample loss (B,) reduced to the training objective: its mean, or with
+        ``same_color_pair_weight != 1`` its weighted mean over the batch's scenes."""
+        weight = self.hparams.get("same_color_pair_weight", 1.0)  # absent in older checkpoints
+        if weight == 1.0:
+            return loss.mean()
+        if "meta" not in batch:
+            raise KeyError(f"decoder.same_color_pair_weight = {weight} needs each batch's "
+                           f"'meta' (the json ground truth), got {sorted(batch)}")
+        keys = batch.get("key") or [str(i) for i in range(len(loss))]
+        weights = same_color_pair_weights(batch["meta"], keys, weight)
+        objective = weighted_mean(loss, weights)
+        self.log("train/loss_weighted", objective, batch_size=len(loss))
+        return objective
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
@@ -302,8 +328,8 @@ class DecoderModule(pl.LightningModule):
         """Images (B, 3, R, R) in [-1, 1] through ``unclip.diffusion.sample``.
 
         ``overrides`` replace the ``sampling`` defaults (sampler, steps, spacing,
-        guidance_scale, threshold, autocast, low_pass_sigma). ``x_T`` defaults to Gaussian noise
-        from ``generator``.
+        guidance_scale, text_guidance_scale, threshold, autocast, low_pass_sigma). ``x_T``
+        defaults to Gaussian noise from ``generator``.
         """
         opts = resolve_sampling({**self.hparams["sampling"], **overrides})
         use_autocast = opts.pop("autocast")

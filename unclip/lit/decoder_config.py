@@ -18,6 +18,9 @@ DEFAULT_SAMPLING: dict[str, Any] = {
     "steps": 20,
     "spacing": "logsnr",
     "guidance_scale": 1.0,
+    # a number: two-condition guidance, guidance_scale on the image embedding and this on the
+    # caption on top of it (2211.09800 eq. 3); None: one scale guides both
+    "text_guidance_scale": None,
     "threshold": "static",  # clip x0 to [-1, 1] (Imagen 2205.11487 sec. 2.3)
     "autocast": True,  # run the network under bf16 autocast
     # upsamplers: sigma (output px) of the low-pass consistency with the low-res input
