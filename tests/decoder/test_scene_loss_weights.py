@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import functools
-
 import pytest
 import torch
 
 from tests.decoder.shapes_data import ShapesBatches, render_batch
+from tests.decoder.test_decoder_module import make_module
 from unclip.clip import FrozenCLIP
 from unclip.data.rebalance import one_color_pair
-from unclip.lit.decoder import DecoderModule
 from unclip.lit.scene_loss_weights import same_color_pair_weights, weighted_mean
 
 RED_CIRCLE = {"shape": "circle", "color": "red"}
 RED_SQUARE = {"shape": "square", "color": "red"}
 BLUE_SQUARE = {"shape": "square", "color": "blue"}
-TINY_NET = dict(model_channels=16, channel_mult=[1, 2], num_blocks=1, attn_resolutions=[8],
-                head_channels=16, groups=8)
 
 
 def test_only_pairs_of_one_colour_are_weighted():
@@ -63,15 +59,8 @@ def clip() -> FrozenCLIP:
     return FrozenCLIP("tiny-clip")
 
 
-def make_module(clip, **kw) -> DecoderModule:
-    torch.manual_seed(0)
-    return DecoderModule(network=TINY_NET, resolution=16, clip_identity=clip.identity,
-                         diffusion=dict(schedule=dict(name="cosine", timesteps=1000)),
-                         optimizer=functools.partial(torch.optim.AdamW), **kw)
-
-
 def test_decoder_objective_weights_pairs_of_one_colour(clip):
-    module = make_module(clip, same_color_pair_weight=5.0)
+    module = make_module(clip.identity, same_color_pair_weight=5.0)
     assert module.hparams["same_color_pair_weight"] == 5.0
     batch = {"meta": [{"objects": [RED_CIRCLE, RED_SQUARE]}, {"objects": [BLUE_SQUARE]}],
              "key": ["p", "s"]}
@@ -79,20 +68,20 @@ def test_decoder_objective_weights_pairs_of_one_colour(clip):
     torch.testing.assert_close(module.training_objective(batch, loss), torch.tensor(8.0 / 6.0))
     with pytest.raises(KeyError, match=r"same_color_pair_weight = 5.0 needs each batch's 'meta'"):
         module.training_objective({"image": None}, loss)
-    plain = make_module(clip)  # weight 1: the plain mean, no ground truth needed
+    plain = make_module(clip.identity)  # weight 1: the plain mean, no ground truth needed
     torch.testing.assert_close(plain.training_objective({}, loss), loss.mean())
 
 
 @pytest.mark.parametrize("weight", [0.0, -1.0, float("inf")])
 def test_bad_weight_is_named(clip, weight):
     with pytest.raises(ValueError, match="decoder.same_color_pair_weight"):
-        make_module(clip, same_color_pair_weight=weight)
+        make_module(clip.identity, same_color_pair_weight=weight)
 
 
 def test_decoder_trains_with_weighted_pairs(clip, tmp_path):
     import pytorch_lightning as pl
 
-    module = make_module(clip, same_color_pair_weight=4.0, num_val_samples=0)
+    module = make_module(clip.identity, same_color_pair_weight=4.0, num_val_samples=0)
     trainer = pl.Trainer(max_steps=3, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False,
                          limit_val_batches=0, default_root_dir=tmp_path)
