@@ -239,7 +239,7 @@ class DecoderModule(pl.LightningModule):
     def training_objective(self, batch: Mapping[str, Any], loss: torch.Tensor) -> torch.Tensor:
         """The per-sample loss (B,) reduced to the training objective: its mean, or with
         ``same_color_pair_weight != 1`` its weighted mean over the batch's scenes."""
-        weight = self.hparams.get("same_color_pair_weight", 1.0)  # absent in older checkpoints
+        weight = self.hparams["same_color_pair_weight"]
         if weight == 1.0:
             return loss.mean()
         if "meta" not in batch:
