@@ -15,8 +15,12 @@ objects share a colour and the others, and the most frequent failure reasons::
 Seed ``s`` draws the same noise as ``evaluate.py seed=s batch_size=32`` does (chunks of
 ``--batch`` prompts, the chunk's index added to the seed). The base decoder's 32 px samples
 read like the upsampled 64 px ones (the reader resamples to 64 px): with session 13's stack,
-seed 0 read 75.3% (mean) at 32 px and 75.0% after the upsampler. ``--device cuda`` samples on a
-GPU (about 10 s per seed on one H200 with ``--batch 96``, 2 to 9 minutes on 2 cores).
+seed 0 read 75.3% (mean) at 32 px and 75.0% after the upsampler. ``--embeddings true-renders``
+skips the prior: the decoder reads the CLIP image embedding of a true render of each prompt
+(``unclip.eval.compositional.render_prompts``, as the evaluation's ceiling draws it), so the
+gap to the default (``prior``) is what the prior costs on these prompts. ``--device cuda``
+samples on a GPU (about 10 s per seed on one H200 with ``--batch 96``; 2 to 9 minutes on 2
+cores).
 """
 
 from __future__ import annotations
@@ -27,9 +31,11 @@ import re
 import statistics
 import time
 
+import numpy as np
 import torch
 
-from unclip.eval.compositional import score
+from unclip.data.transforms import images_to_tensor, resize_center_crop
+from unclip.eval.compositional import render_prompts, score
 from unclip.eval.prompts import BenchmarkPrompt, build_prompt_set
 from unclip.pipeline import DecoderSettings, PriorSettings, UnCLIPPipeline
 
@@ -44,6 +50,19 @@ def same_color(prompt: BenchmarkPrompt) -> bool:
     """Whether a prompt names two objects of one colour (told apart by shape alone)."""
     objects = prompt.spec.objects
     return len(objects) == 2 and objects[0].color == objects[1].color
+
+
+def true_render_images(pipe: UnCLIPPipeline, prompts: list[BenchmarkPrompt], seed: int,
+                       decoder: DecoderSettings) -> torch.Tensor:
+    """The base decoder's images from the CLIP image embeddings of true renders of ``prompts``
+    (no prior), candidates reranked against the caption as ``text_to_image`` does."""
+    side = min(pipe.clip.identity["image_size"])
+    renders = [np.asarray(resize_center_crop(image.convert("RGB"), side), dtype=np.uint8)
+               for image in render_prompts(prompts, seed)]
+    z = pipe.encode_images(images_to_tensor(renders))
+    text = pipe.encode_text([q.text for q in prompts])
+    return pipe.decode(z, text=text, decoder_settings=decoder, seed=seed, upsample=False,
+                       rank_targets=text.pooled.to(z.device))
 
 
 def main() -> None:
@@ -68,6 +87,9 @@ def main() -> None:
                         "default: one scale for embedding and caption")
     p.add_argument("--reasons", type=int, default=10, help="failure reasons printed")
     p.add_argument("--device", default="cpu", help="cpu or cuda (bf16 autocast on either)")
+    p.add_argument("--embeddings", choices=("prior", "true-renders"), default="prior",
+                   help="the decoder's image embeddings: the prior's samples, or the CLIP "
+                        "embeddings of true renders of the prompts (what the prior costs)")
     args = p.parse_args()
     torch.set_grad_enabled(False)
     pipe = UnCLIPPipeline.from_checkpoints(
@@ -87,9 +109,12 @@ def main() -> None:
         start = time.perf_counter()
         images = []
         for k, first in enumerate(range(0, len(prompts), args.batch)):
-            chunk = [q.text for q in prompts[first:first + args.batch]]
-            images.append(pipe.text_to_image(chunk, prior_settings=prior,
-                                             decoder_settings=decoder, seed=seed + k).images)
+            chunk = prompts[first:first + args.batch]
+            if args.embeddings == "true-renders":
+                images.append(true_render_images(pipe, chunk, seed + k, decoder))
+            else:
+                images.append(pipe.text_to_image([q.text for q in chunk], prior_settings=prior,
+                                                 decoder_settings=decoder, seed=seed + k).images)
         result = score(torch.cat(images).float().cpu(), prompts)
         rows.append({**result.per_category, "mean": result.mean})
         reasons.update((v.category, failure_kind(v.reason)) for v in result.verdicts

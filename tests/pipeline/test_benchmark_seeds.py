@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import torch
+
 from tests.conftest import REPO_ROOT
 from tests.pipeline.conftest import Stack
 
@@ -37,7 +39,7 @@ def test_prints_a_row_per_seed_and_their_mean_min_max(stack: Stack) -> None:
          str(stack.clip), "--clip-model", "tiny-clip", "--seeds", "0", "5",
          "--per-category", "2", "--batch", "5", "--decoder-steps", "2",
          "--prior-sampler", "ddpm", "--prior-steps", "3", "--decoder-best-of", "2",
-         "--decoder-text-guidance", "4"],
+         "--decoder-text-guidance", "4", "--device", "cpu"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
@@ -55,3 +57,35 @@ def test_prints_a_row_per_seed_and_their_mean_min_max(stack: Stack) -> None:
         counts = [int(n) for n in re.findall(r"% of (\d+)", split)]
         assert sum(counts) == 2 * 2  # both seeds' prompts of the category, split by colour
     assert "most frequent failures over 2 seed(s):" in proc.stdout
+
+
+def test_true_render_mode_decodes_the_renders_embeddings(stack: Stack) -> None:
+    """``--embeddings true-renders``: the decoder reads the CLIP embeddings of the prompts' true
+    renders; the same seed repeats them, another seed draws other scenes."""
+    from unclip.eval.prompts import build_prompt_set
+    from unclip.pipeline import DecoderSettings, UnCLIPPipeline
+
+    pipe = UnCLIPPipeline.from_checkpoints(stack.prior, stack.decoder, [],
+                                           clip=stack.clip_spec())
+    prompts = [q for q in build_prompt_set(2, 0) if q.category in ("two_objects", "position")]
+    settings = DecoderSettings(steps=2, best_of=2)
+    with torch.no_grad():
+        first = benchmark_seeds.true_render_images(pipe, prompts, 3, settings)
+        again = benchmark_seeds.true_render_images(pipe, prompts, 3, settings)
+        other = benchmark_seeds.true_render_images(pipe, prompts, 4, settings)
+    resolution = pipe.decoder.hparams["resolution"]
+    assert first.shape == (len(prompts), 3, resolution, resolution)
+    torch.testing.assert_close(first, again)
+    assert not torch.allclose(first, other)
+
+
+def test_true_render_mode_runs_the_benchmark(stack: Stack) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "benchmark_seeds.py"),
+         "--prior", str(stack.prior), "--decoder", str(stack.decoder), "--clip",
+         str(stack.clip), "--clip-model", "tiny-clip", "--seeds", "1", "--per-category", "1",
+         "--decoder-steps", "2", "--embeddings", "true-renders"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [line.split()[1] for line in proc.stdout.splitlines()
+            if line.startswith("seed")] == ["1"]
