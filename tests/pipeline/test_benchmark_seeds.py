@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import torch
 
 from tests.conftest import REPO_ROOT
@@ -60,23 +61,38 @@ def test_prints_a_row_per_seed_and_their_mean_min_max(stack: Stack) -> None:
 
 
 def test_true_render_mode_decodes_the_renders_embeddings(stack: Stack) -> None:
-    """``--embeddings true-renders``: the decoder reads the CLIP embeddings of the prompts' true
-    renders; the same seed repeats them, another seed draws other scenes."""
+    """``--embeddings true-renders``: the decoder reads the CLIP image embeddings of the prompts'
+    true renders (the evaluation's ceiling scenes of that seed), with their captions."""
+    from unclip.eval.compositional import render_prompts
     from unclip.eval.prompts import build_prompt_set
     from unclip.pipeline import DecoderSettings, UnCLIPPipeline
 
     pipe = UnCLIPPipeline.from_checkpoints(stack.prior, stack.decoder, [],
                                            clip=stack.clip_spec())
     prompts = [q for q in build_prompt_set(2, 0) if q.category in ("two_objects", "position")]
+    seen: list[torch.Tensor] = []
+    decode = pipe.decode
+
+    def recording_decode(image_embeds: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        seen.append(image_embeds.clone())
+        return decode(image_embeds, **kwargs)
+
+    pipe.decode = recording_decode  # type: ignore[method-assign]
     settings = DecoderSettings(steps=2, best_of=2)
     with torch.no_grad():
         first = benchmark_seeds.true_render_images(pipe, prompts, 3, settings)
         again = benchmark_seeds.true_render_images(pipe, prompts, 3, settings)
-        other = benchmark_seeds.true_render_images(pipe, prompts, 4, settings)
+        benchmark_seeds.true_render_images(pipe, prompts, 4, settings)
+        side = min(pipe.clip.identity["image_size"])
+        renders = torch.stack([
+            torch.from_numpy(np.array(image.convert("RGB").resize((side, side))))
+            for image in render_prompts(prompts, 3)]).permute(0, 3, 1, 2).float() / 127.5 - 1
+        expected = pipe.encode_images(renders)
     resolution = pipe.decoder.hparams["resolution"]
     assert first.shape == (len(prompts), 3, resolution, resolution)
     torch.testing.assert_close(first, again)
-    assert not torch.allclose(first, other)
+    torch.testing.assert_close(seen[0], expected)
+    assert not torch.allclose(seen[2], seen[0])  # another seed renders other scenes
 
 
 def test_true_render_mode_runs_the_benchmark(stack: Stack) -> None:
