@@ -55,14 +55,13 @@ def same_color(prompt: BenchmarkPrompt) -> bool:
 def true_render_images(pipe: UnCLIPPipeline, prompts: list[BenchmarkPrompt], seed: int,
                        decoder: DecoderSettings) -> torch.Tensor:
     """The base decoder's images from the CLIP image embeddings of true renders of ``prompts``
-    (no prior), candidates reranked against the caption as ``text_to_image`` does."""
+    (no prior); ``decode`` reranks candidates against the caption, as in ``text_to_image``."""
     side = min(pipe.clip.identity["image_size"])
     renders = [np.asarray(resize_center_crop(image.convert("RGB"), side), dtype=np.uint8)
                for image in render_prompts(prompts, seed)]
     z = pipe.encode_images(images_to_tensor(renders))
     text = pipe.encode_text([q.text for q in prompts])
-    return pipe.decode(z, text=text, decoder_settings=decoder, seed=seed, upsample=False,
-                       rank_targets=text.pooled.to(z.device))
+    return pipe.decode(z, text=text, decoder_settings=decoder, seed=seed, upsample=False)
 
 
 def main() -> None:
