@@ -77,6 +77,9 @@ def main() -> None:
     p.add_argument("--prior-steps", type=int, default=10)
     p.add_argument("--prior-guidance", type=float, default=2.0)
     p.add_argument("--prior-best-of", type=int, default=2)
+    p.add_argument("--prior-clamp-l2norm", action="store_true",
+                   help="project the prior's x0 predictions onto the l2 embedding sphere "
+                        "(PriorSettings.clamp_l2norm)")
     p.add_argument("--decoder-guidance", type=float, default=2.0)
     p.add_argument("--decoder-steps", type=int, default=20)
     p.add_argument("--decoder-best-of", type=int, default=1,
@@ -97,7 +100,8 @@ def main() -> None:
         device=args.device, autocast=True)
     prompts = build_prompt_set(args.per_category, 0)
     prior = PriorSettings(sampler=args.prior_sampler, steps=args.prior_steps,
-                          guidance_scale=args.prior_guidance, best_of=args.prior_best_of)
+                          guidance_scale=args.prior_guidance, best_of=args.prior_best_of,
+                          clamp_l2norm=args.prior_clamp_l2norm)
     decoder = DecoderSettings(sampler="dpmpp_2m", steps=args.decoder_steps, spacing="trailing",
                               guidance_scale=args.decoder_guidance, best_of=args.decoder_best_of,
                               text_guidance_scale=args.decoder_text_guidance)

@@ -94,6 +94,16 @@ class EmbeddingNorm(nn.Module):
             return z * self.std + self.mean
         return z
 
+    def project(self, z: torch.Tensor) -> torch.Tensor:
+        """``z`` (normalised space) onto the sphere of radius ``sqrt(D)`` that ``"l2"``-normalised
+        embeddings lie on, in ``z``'s dtype: DALLE2-pytorch's ``sampling_clamp_l2norm`` of the
+        prior's x0 predictions. Only ``"l2"`` has such a sphere."""
+        if self.kind != "l2":
+            raise ValueError(f"projecting onto the embedding sphere needs the 'l2' "
+                             f"normalisation; this one is {self.kind!r}")
+        self._check(z)
+        return z / z.norm(dim=-1, keepdim=True).clamp_min(self.eps) * math.sqrt(self.dim)
+
     def config(self) -> dict[str, Any]:
         """Plain-container description (JSON- and ``weights_only``-safe) for checkpoints."""
         cfg: dict[str, Any] = {"kind": self.kind, "dim": self.dim, "eps": self.eps}

@@ -39,7 +39,8 @@ def test_prints_a_row_per_seed_and_their_mean_min_max(stack: Stack) -> None:
          "--prior", str(stack.prior), "--decoder", str(stack.decoder), "--clip",
          str(stack.clip), "--clip-model", "tiny-clip", "--seeds", "0", "5",
          "--per-category", "2", "--batch", "5", "--decoder-steps", "2",
-         "--prior-sampler", "ddpm", "--prior-steps", "3", "--decoder-best-of", "2",
+         "--prior-sampler", "ddpm", "--prior-steps", "3", "--prior-clamp-l2norm",
+         "--decoder-best-of", "2",
          "--decoder-text-guidance", "4", "--device", "cpu"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

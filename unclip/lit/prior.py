@@ -35,6 +35,7 @@ DEFAULT_SAMPLING = {
     "eta": 0.0,
     "guidance_scale": 1.0,  # the paper uses no guidance for the prior
     "best_of": 2,  # 2204.06125 sec. 2.1: keep the best of 2 samples by text similarity
+    "clamp_l2norm": False,  # x0 predictions projected onto the l2 sphere (DALLE2-pytorch)
 }
 
 
@@ -303,14 +304,17 @@ class PriorModule(pl.LightningModule):
         """Sample CLIP image embeddings (B,D), raw CLIP space, for raw CLIP text outputs.
 
         ``overrides`` replace the ``sampling`` defaults (sampler, steps, spacing, eta,
-        guidance_scale, best_of). Best-of-n (2204.06125 sec. 2.1) draws n candidates per
-        caption in one batched call and keeps the one most cosine-similar to the text embedding.
+        guidance_scale, best_of, clamp_l2norm). Best-of-n (2204.06125 sec. 2.1) draws n
+        candidates per caption in one batched call and keeps the one most cosine-similar to the
+        text embedding. ``clamp_l2norm`` projects every (guided) x0 prediction onto the sphere
+        the ``l2``-normalised training embeddings lie on (``EmbeddingNorm.project``).
         """
         unknown = set(overrides) - set(DEFAULT_SAMPLING)
         if unknown:
             raise ValueError(f"unknown sampling options {sorted(unknown)}")
         opts = {**self.hparams["sampling"], **overrides}
         n = int(opts.pop("best_of"))
+        transform = self.x0_transform(bool(opts.pop("clamp_l2norm")))
         if n < 1:
             raise ValueError(f"best_of must be >= 1, got {n}")
         b, dim = text_emb.shape
@@ -319,10 +323,20 @@ class PriorModule(pl.LightningModule):
         x_T = torch.randn(b * n, dim, generator=generator, device=text_emb.device)
         z = sample(
             self.diffusion, self.net, x_T, cond=cond, generator=generator, progress=progress,
-            **opts,
+            x0_transform=transform, **opts,
         )
         candidates = self.image_norm.denormalize(z)
         return best_of(candidates, candidates, text_emb, n)[0]
+
+    def x0_transform(self, clamp_l2norm: bool) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The sampler's x0 transform: the sphere projection when ``clamp_l2norm``, else none
+        (refused, naming the setting, for a prior whose normalisation has no sphere)."""
+        if not clamp_l2norm:
+            return None
+        if self.image_norm.kind != "l2":
+            raise ValueError(f"sampling clamp_l2norm=true needs a prior trained with norm.kind="
+                             f"'l2'; this prior's is {self.image_norm.kind!r}")
+        return self.image_norm.project
 
     # ----------------------------------------------------------------------- validation
     def _val_generator(self, batch_idx: int) -> torch.Generator:

@@ -93,6 +93,9 @@ class PriorSettings(StageSettings):
 
     Args:
         best_of: candidates per caption; the one most similar to the text embedding is kept.
+        clamp_l2norm: project every x0 prediction onto the sphere the ``l2``-normalised
+            embeddings lie on (DALLE2-pytorch's ``sampling_clamp_l2norm``); a prior of another
+            normalisation refuses it.
     """
 
     sampler: str = "ddim"
@@ -100,10 +103,14 @@ class PriorSettings(StageSettings):
     guidance_scale: float = 2.0
 
     best_of: int = 2
+    clamp_l2norm: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_positive_int(self, "best_of")
+        if not isinstance(self.clamp_l2norm, bool):
+            raise ValueError(f"PriorSettings.clamp_l2norm must be true or false, "
+                             f"got {self.clamp_l2norm!r}")
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,8 @@ def run_prior(
                               device=generator.device).to(device)
             kwargs = {**settings.sample_kwargs(), "guidance_scale": 1.0}
             z = sample(prior.diffusion, prior.net, x_T, cond=cond, generator=generator,
-                       progress=progress, **kwargs)
+                       progress=progress, x0_transform=prior.x0_transform(settings.clamp_l2norm),
+                       **kwargs)
             out[idx] = prior.image_norm.denormalize(z)
     return out
 
