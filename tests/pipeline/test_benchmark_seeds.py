@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -106,3 +107,32 @@ def test_true_render_mode_runs_the_benchmark(stack: Stack) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [line.split()[1] for line in proc.stdout.splitlines()
             if line.startswith("seed")] == ["1"]
+
+
+def test_categories_samples_only_the_categories_named(stack: Stack) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "benchmark_seeds.py"),
+         "--prior", str(stack.prior), "--decoder", str(stack.decoder), "--clip",
+         str(stack.clip), "--clip-model", "tiny-clip", "--seeds", "2", "--per-category", "3",
+         "--decoder-steps", "2", "--prior-steps", "2", "--categories", "relation",
+         "two_objects", "--device", "cpu"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    columns = next(line for line in lines if line.startswith("columns: "))
+    assert sorted(columns.removeprefix("columns: ").split(", ")) == [
+        "mean", "relation", "two_objects"]
+    for category in ("two_objects", "relation"):
+        split = next(line for line in lines if line.startswith(category + " "))
+        assert sum(int(n) for n in re.findall(r"% of (\d+)", split)) == 3
+
+
+def test_categories_rejects_an_unknown_category_by_name(tmp_path: Path) -> None:
+    missing = str(tmp_path / "never_read.ckpt")  # argparse refuses before any file is opened
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "benchmark_seeds.py"),
+         "--prior", missing, "--decoder", missing, "--clip", missing,
+         "--categories", "two_objects", "three_objects"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "three_objects" in proc.stderr and "--categories" in proc.stderr
