@@ -17,6 +17,19 @@ sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import benchmark_seeds  # noqa: E402
 
 
+def run_benchmark(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    """``benchmarks/benchmark_seeds.py`` with ``args``, from the repository root."""
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "benchmark_seeds.py"), *args],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def stack_args(stack: Stack) -> list[str]:
+    """The tiny stack's checkpoints, as the benchmark's flags."""
+    return ["--prior", str(stack.prior), "--decoder", str(stack.decoder), "--clip",
+            str(stack.clip), "--clip-model", "tiny-clip"]
+
+
 def test_failure_kinds_drop_the_objects_named() -> None:
     assert benchmark_seeds.failure_kind(
         "want 2 object(s), found 3: small red circle; large blue square") == "found 3"
@@ -35,15 +48,12 @@ def test_same_color_marks_pairs_of_one_colour_only() -> None:
 
 
 def test_prints_a_row_per_seed_and_their_mean_min_max(stack: Stack) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "benchmark_seeds.py"),
-         "--prior", str(stack.prior), "--decoder", str(stack.decoder), "--clip",
-         str(stack.clip), "--clip-model", "tiny-clip", "--seeds", "0", "5",
-         "--per-category", "2", "--batch", "5", "--decoder-steps", "2",
-         "--prior-sampler", "ddpm", "--prior-steps", "3", "--prior-clamp-l2norm",
-         "--decoder-best-of", "2",
-         "--decoder-text-guidance", "4", "--device", "cpu"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    proc = run_benchmark(
+        *stack_args(stack), "--seeds", "0", "5",
+        "--per-category", "2", "--batch", "5", "--decoder-steps", "2",
+        "--prior-sampler", "ddpm", "--prior-steps", "3", "--prior-clamp-l2norm",
+        "--decoder-best-of", "2",
+        "--decoder-text-guidance", "4", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     seeds = [line for line in lines if line.startswith("seed")]
@@ -98,25 +108,19 @@ def test_true_render_mode_decodes_the_renders_embeddings(stack: Stack) -> None:
 
 
 def test_true_render_mode_runs_the_benchmark(stack: Stack) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "benchmark_seeds.py"),
-         "--prior", str(stack.prior), "--decoder", str(stack.decoder), "--clip",
-         str(stack.clip), "--clip-model", "tiny-clip", "--seeds", "1", "--per-category", "1",
-         "--decoder-steps", "2", "--embeddings", "true-renders"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    proc = run_benchmark(
+        *stack_args(stack), "--seeds", "1", "--per-category", "1",
+        "--decoder-steps", "2", "--embeddings", "true-renders")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [line.split()[1] for line in proc.stdout.splitlines()
             if line.startswith("seed")] == ["1"]
 
 
 def test_categories_samples_only_the_categories_named(stack: Stack) -> None:
-    proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "benchmark_seeds.py"),
-         "--prior", str(stack.prior), "--decoder", str(stack.decoder), "--clip",
-         str(stack.clip), "--clip-model", "tiny-clip", "--seeds", "2", "--per-category", "3",
-         "--decoder-steps", "2", "--prior-steps", "2", "--categories", "relation",
-         "two_objects", "--device", "cpu"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    proc = run_benchmark(
+        *stack_args(stack), "--seeds", "2", "--per-category", "3",
+        "--decoder-steps", "2", "--prior-steps", "2", "--categories", "relation",
+        "two_objects", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     columns = next(line for line in lines if line.startswith("columns: "))
@@ -129,10 +133,7 @@ def test_categories_samples_only_the_categories_named(stack: Stack) -> None:
 
 def test_categories_rejects_an_unknown_category_by_name(tmp_path: Path) -> None:
     missing = str(tmp_path / "never_read.ckpt")  # argparse refuses before any file is opened
-    proc = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "benchmark_seeds.py"),
-         "--prior", missing, "--decoder", missing, "--clip", missing,
-         "--categories", "two_objects", "three_objects"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    proc = run_benchmark("--prior", missing, "--decoder", missing, "--clip", missing,
+                         "--categories", "two_objects", "three_objects", timeout=120)
     assert proc.returncode == 2
     assert "three_objects" in proc.stderr and "--categories" in proc.stderr
